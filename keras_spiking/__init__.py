@@ -1,0 +1,21 @@
+"""Spiking neural networks in Keras 3, on the TensorFlow, PyTorch and JAX backends.
+
+Wrap an activation in ``SpikingActivation`` to turn it into spiking neurons,
+smooth spikes with the ``Lowpass`` and ``Alpha`` filters, and average them over
+time with ``TemporalAvgPool``.
+"""
+
+from keras_spiking import default
+from keras_spiking.filters import Alpha, Lowpass
+from keras_spiking.pooling import TemporalAvgPool
+from keras_spiking.spiking_activation import SpikingActivation
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Alpha",
+    "Lowpass",
+    "SpikingActivation",
+    "TemporalAvgPool",
+    "default",
+]

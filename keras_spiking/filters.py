@@ -1,0 +1,190 @@
+"""Filters with trainable time constants: ``Lowpass`` and ``Alpha``."""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_spiking import kernels
+from keras_spiking.temporal import TemporalLayer, dt_config, resolve_dt
+
+
+class _Filter(TemporalLayer):
+    """Shared parts of the filters: ``tau``, the initial level, ``dt``.
+
+    Parameters
+    ----------
+    tau_initializer : float or initializer
+        Initial time constant(s) ``tau`` in seconds: a positive float, or
+        anything ``keras.initializers.get`` accepts.
+    dt : float or keras.Variable, optional
+        Simulation time step in seconds; ``keras_spiking.default.dt`` if None.
+    apply_during_training : bool
+        If False, the layer is the identity during training (its weights then
+        get no gradient), and filters only at inference.
+    level_initializer : str or initializer
+        Initializer of the trainable initial level (the output before the
+        first step, with the filter at rest).
+    initial_level_constraint, tau_constraint : constraint, optional
+        Keras constraints on the initial level and on ``tau``.
+    return_sequences, return_state, stateful, time_major : bool
+        See ``keras_spiking.temporal.TemporalLayer``.
+    **kwargs
+        Passed to ``keras.layers.Layer``.
+
+    Notes
+    -----
+    ``tau`` and the initial level have one value per feature (the shape of the
+    input's feature axes).  ``tau`` is clipped to at least
+    ``keras.config.epsilon()`` in the forward pass.
+    """
+
+    def __init__(
+        self,
+        tau_initializer,
+        *,
+        dt=None,
+        apply_during_training=True,
+        level_initializer="zeros",
+        initial_level_constraint=None,
+        tau_constraint=None,
+        return_sequences=True,
+        return_state=False,
+        stateful=False,
+        time_major=False,
+        **kwargs,
+    ):
+        super().__init__(
+            return_sequences=return_sequences,
+            return_state=return_state,
+            stateful=stateful,
+            time_major=time_major,
+            **kwargs,
+        )
+        if isinstance(tau_initializer, (int, float)) and not isinstance(
+            tau_initializer, bool
+        ):
+            self._check_tau(float(tau_initializer))
+            self.tau_initializer = keras.initializers.Constant(float(tau_initializer))
+        else:
+            self.tau_initializer = keras.initializers.get(tau_initializer)
+        self.dt = resolve_dt(dt, self.name)
+        self.apply_during_training = apply_during_training
+        self.level_initializer = keras.initializers.get(level_initializer)
+        self.initial_level_constraint = keras.constraints.get(
+            initial_level_constraint
+        )
+        self.tau_constraint = keras.constraints.get(tau_constraint)
+
+    def _check_tau(self, tau_min):
+        if not tau_min > 0:
+            raise ValueError(
+                f"Layer '{self.name}' ({type(self).__name__}) expects time "
+                f"constants tau > 0 (seconds); got a tau of {tau_min}."
+            )
+
+    def build_weights(self, feature_shape):
+        self.tau = self.add_weight(
+            shape=feature_shape,
+            initializer=self.tau_initializer,
+            constraint=self.tau_constraint,
+            name="tau",
+        )
+        self.initial_level = self.add_weight(
+            shape=feature_shape,
+            initializer=self.level_initializer,
+            constraint=self.initial_level_constraint,
+            name="initial_level",
+        )
+        try:
+            tau = np.asarray(self.tau.numpy())
+        except Exception:  # not eager (a graph being traced): nothing to read
+            return
+        self._check_tau(float(tau.min()))
+
+    def _initial_states(self, batch_size):
+        level = ops.reshape(ops.cast(self.initial_level, "float32"), (1, self.units))
+        level = ops.broadcast_to(level, (batch_size, self.units))
+        return [level] * self.num_states
+
+    def _log_a(self):
+        """``-dt / tau`` per unit, float32."""
+        tau = ops.maximum(ops.cast(self.tau, "float32"), keras.config.epsilon())
+        dt = ops.convert_to_tensor(self.dt, "float32")
+        return -dt / ops.reshape(tau, (self.units,))
+
+    def _run(self, x, states, training):
+        if training and not self.apply_during_training:
+            return x, states
+        y, states = self._filter(self._flat(x), self._log_a(), states)
+        return self._unflat(y, x), states
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "tau_initializer": keras.initializers.serialize(
+                    self.tau_initializer
+                ),
+                "dt": dt_config(self.dt),
+                "apply_during_training": self.apply_during_training,
+                "level_initializer": keras.initializers.serialize(
+                    self.level_initializer
+                ),
+                "initial_level_constraint": keras.constraints.serialize(
+                    self.initial_level_constraint
+                ),
+                "tau_constraint": keras.constraints.serialize(self.tau_constraint),
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_spiking")
+class Lowpass(_Filter):
+    r"""First-order lowpass filter with trainable time constants.
+
+    The filter ``h(t) = exp(-t / tau) / tau``, discretised with a zero-order
+    hold (without its one-step delay):
+
+    .. math::
+
+        a = e^{-dt / \tau}, \qquad y_t = (1 - a) x_t + a y_{t-1}
+
+    with ``y_{-1}`` the trainable initial level.  The state is ``y``, shape
+    ``(batch, *features)``.
+    """
+
+    __doc__ += _Filter.__doc__.split("\n", 1)[1]
+
+    num_states = 1
+
+    def _filter(self, x, log_a, states):
+        y = kernels.lowpass(x, log_a, states[0])
+        return y, [y[:, -1]]
+
+
+@keras.saving.register_keras_serializable(package="keras_spiking")
+class Alpha(_Filter):
+    r"""Second-order (alpha) filter with trainable time constants.
+
+    The filter ``h(t) = (t / tau^2) exp(-t / tau)``, discretised exactly with a
+    zero-order hold (without its one-step delay).  With ``a = exp(-dt / tau)``
+    and ``r = dt / tau``:
+
+    .. math::
+
+        y_t = 2 a y_{t-1} - a^2 y_{t-2} + (1 - a - r a) x_t + a (a + r - 1) x_{t-1}
+
+    It is computed as two lowpass stages ``p`` (of ``x``) and ``q`` (of
+    ``p``), ``y = (1 - c) p + c q`` with ``c = r / (1 - a)``.  The state is
+    ``(p, q)``, two tensors of shape ``(batch, *features)``; both start at the
+    trainable initial level (the filter at rest at that level).
+    """
+
+    __doc__ += _Filter.__doc__.split("\n", 1)[1]
+
+    num_states = 2
+
+    def _filter(self, x, log_a, states):
+        y, states = kernels.alpha(x, log_a, states)
+        return y, list(states)

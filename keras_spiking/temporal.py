@@ -1,0 +1,233 @@
+"""What every layer with a time axis shares: shapes, ``dt``, state, layout."""
+
+import math
+
+import keras
+from keras import ops
+
+from keras_spiking import default
+
+
+def resolve_dt(dt, layer_name):
+    """``dt`` as given (float or ``keras.Variable``), ``default.dt`` for None."""
+    if dt is None:
+        dt = default.dt
+    if isinstance(dt, dict):  # a variable, as written by ``get_config``
+        dt = keras.Variable(
+            dt["value"], trainable=False, dtype="float32", name=dt["name"]
+        )
+    if isinstance(dt, keras.Variable):
+        value = float(ops.convert_to_numpy(dt.value))
+    elif isinstance(dt, (int, float)) and not isinstance(dt, bool):
+        value = dt = float(dt)
+    else:
+        raise TypeError(
+            f"Layer '{layer_name}' expects `dt` to be a positive float, a "
+            f"keras.Variable or None; got {dt!r} of type {type(dt).__name__}."
+        )
+    if not value > 0:
+        raise ValueError(
+            f"Layer '{layer_name}' expects `dt` > 0 (seconds); got dt={value}."
+        )
+    return dt
+
+
+def dt_config(dt):
+    """The config entry for ``dt``: a float, or a dict for a variable."""
+    if isinstance(dt, keras.Variable):
+        return {"value": float(ops.convert_to_numpy(dt.value)), "name": dt.name}
+    return dt
+
+
+class TemporalLayer(keras.layers.Layer):
+    """Base class of the layers whose inputs have a time axis.
+
+    Inputs are ``(batch, time, *features)``, or ``(time, batch, *features)``
+    with ``time_major=True``.  Subclasses implement ``_initial_states`` and
+    ``_step_all``, working on ``(batch, time, units)`` tensors with the feature
+    axes flattened into ``units``; this class handles layout, initial and
+    carried-over state, ``return_sequences`` and ``return_state``.
+
+    Parameters
+    ----------
+    return_sequences : bool
+        Return the whole output sequence (True) or only its last step.
+    return_state : bool
+        Also return the final state(s), after the output.
+    stateful : bool
+        Carry the final state over to the next call, until ``reset_state()``.
+        Needs a fixed batch size (``keras.Input(batch_shape=...)``).
+    time_major : bool
+        Inputs and outputs are ``(time, batch, ...)`` instead of
+        ``(batch, time, ...)``.
+    """
+
+    #: Number of state tensors, each of shape ``(batch, *features)``.
+    num_states = 1
+
+    def __init__(
+        self,
+        *,
+        return_sequences=True,
+        return_state=False,
+        stateful=False,
+        time_major=False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.return_sequences = return_sequences
+        self.return_state = return_state
+        self.stateful = stateful
+        self.time_major = time_major
+        self.supports_masking = False
+        self.states = None
+
+    # ------------------------------------------------------------- shapes --
+
+    def _check_input_shape(self, input_shape):
+        if len(input_shape) < 3:
+            layout = "(time, batch, ...)" if self.time_major else "(batch, time, ...)"
+            raise ValueError(
+                f"Layer '{self.name}' ({type(self).__name__}) expects inputs "
+                f"with a time axis, {layout}, so of rank >= 3; got an input of "
+                f"shape {tuple(input_shape)} (rank {len(input_shape)})."
+            )
+        for size in input_shape[2:]:
+            if size is None:
+                raise ValueError(
+                    f"Layer '{self.name}' ({type(self).__name__}) needs the "
+                    f"feature axes of its input to be known; got an input of "
+                    f"shape {tuple(input_shape)}."
+                )
+
+    def _batch_major(self, shape):
+        shape = tuple(shape)
+        return (shape[1], shape[0]) + shape[2:] if self.time_major else shape
+
+    def build(self, input_shape):
+        self._check_input_shape(input_shape)
+        shape = self._batch_major(input_shape)
+        self.feature_shape = tuple(shape[2:])
+        self.units = math.prod(self.feature_shape)
+        self.build_weights(self.feature_shape)
+        if self.stateful:
+            if shape[0] is None:
+                raise ValueError(
+                    f"Layer '{self.name}' ({type(self).__name__}) is stateful, "
+                    f"so it needs a fixed batch size (keras.Input(batch_shape="
+                    f"...)); got an input of shape {tuple(input_shape)}."
+                )
+            self.states = [
+                self.add_weight(
+                    shape=(shape[0],) + self.feature_shape,
+                    initializer="zeros",
+                    trainable=False,
+                    name=f"state_{i}" if self.num_states > 1 else "state",
+                )
+                for i in range(self.num_states)
+            ]
+            self.reset_state()
+
+    def build_weights(self, feature_shape):
+        """Create the layer's weights (override); called by ``build``."""
+
+    def compute_output_shape(self, input_shape):
+        shape = self._batch_major(input_shape)
+        if self.return_sequences:
+            output_shape = tuple(input_shape)
+        else:
+            output_shape = (shape[0],) + tuple(shape[2:])
+        if self.return_state:
+            state_shape = (shape[0],) + tuple(shape[2:])
+            return [output_shape] + [state_shape] * self.num_states
+        return output_shape
+
+    # -------------------------------------------------------------- state --
+
+    def _initial_states(self, batch_size):
+        """Default states for a new sequence, each ``(batch, units)``."""
+        raise NotImplementedError
+
+    def reset_state(self):
+        """Restart a stateful layer: its states go back to their defaults."""
+        if self.states is None:
+            return
+        batch_size = self.states[0].shape[0]
+        for variable, value in zip(self.states, self._initial_states(batch_size)):
+            variable.assign(ops.reshape(value, variable.shape))
+
+    def reset_states(self):
+        """Alias of ``reset_state`` (the Keras 2 name)."""
+        self.reset_state()
+
+    # --------------------------------------------------------------- call --
+
+    def call(self, inputs, initial_state=None, training=None):
+        if self.time_major:
+            inputs = ops.transpose(inputs, (1, 0) + tuple(range(2, len(inputs.shape))))
+        x = inputs
+        batch_size = ops.shape(x)[0]
+
+        if initial_state is not None:
+            states = initial_state if isinstance(initial_state, (list, tuple)) else [initial_state]
+            if len(states) != self.num_states:
+                raise ValueError(
+                    f"Layer '{self.name}' expects {self.num_states} initial "
+                    f"state tensor(s); got {len(states)}."
+                )
+            states = [ops.reshape(s, (batch_size, self.units)) for s in states]
+        elif self.stateful:
+            states = [ops.reshape(s.value, (batch_size, self.units)) for s in self.states]
+        else:
+            states = self._initial_states(batch_size)
+        states = [ops.cast(s, "float32") for s in states]
+
+        outputs, states = self._run(x, states, training=bool(training))
+
+        if self.stateful:
+            for variable, state in zip(self.states, states):
+                variable.assign(
+                    ops.reshape(ops.stop_gradient(state), variable.shape)
+                )
+
+        if self.return_sequences:
+            if self.time_major:
+                perm = (1, 0) + tuple(range(2, len(outputs.shape)))
+                outputs = ops.transpose(outputs, perm)
+        else:
+            outputs = outputs[:, -1]
+        if self.return_state:
+            shape = (batch_size,) + self.feature_shape
+            return [outputs] + [
+                ops.cast(ops.reshape(s, shape), self.compute_dtype) for s in states
+            ]
+        return outputs
+
+    def _run(self, x, states, training):
+        """Run the layer on ``x`` (batch-major, feature axes kept).
+
+        Returns the output sequence (batch-major, feature axes kept, compute
+        dtype) and the final states (each ``(batch, units)``, float32).
+        """
+        raise NotImplementedError
+
+    def _flat(self, x):
+        """``(batch, time, *features)`` -> ``(batch, time, units)`` float32."""
+        shape = ops.shape(x)
+        return ops.cast(ops.reshape(x, (shape[0], shape[1], self.units)), "float32")
+
+    def _unflat(self, y, like):
+        """Inverse of ``_flat``, in the compute dtype."""
+        return ops.cast(ops.reshape(y, ops.shape(like)), self.compute_dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "return_sequences": self.return_sequences,
+                "return_state": self.return_state,
+                "stateful": self.stateful,
+                "time_major": self.time_major,
+            }
+        )
+        return config
