@@ -5,8 +5,9 @@ smooth spikes with the ``Lowpass`` and ``Alpha`` filters, and average them over
 time with ``TemporalAvgPool``.
 """
 
-from keras_spiking import default
+from keras_spiking import callbacks, constraints, default, regularizers
 from keras_spiking.filters import Alpha, Lowpass
+from keras_spiking.model_energy import ModelEnergy
 from keras_spiking.pooling import TemporalAvgPool
 from keras_spiking.spiking_activation import SpikingActivation
 
@@ -15,7 +16,11 @@ __version__ = "0.1.0"
 __all__ = [
     "Alpha",
     "Lowpass",
+    "ModelEnergy",
     "SpikingActivation",
     "TemporalAvgPool",
+    "callbacks",
+    "constraints",
     "default",
+    "regularizers",
 ]

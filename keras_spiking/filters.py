@@ -70,9 +70,7 @@ class _Filter(TemporalLayer):
         self.dt = resolve_dt(dt, self.name)
         self.apply_during_training = apply_during_training
         self.level_initializer = keras.initializers.get(level_initializer)
-        self.initial_level_constraint = keras.constraints.get(
-            initial_level_constraint
-        )
+        self.initial_level_constraint = keras.constraints.get(initial_level_constraint)
         self.tau_constraint = keras.constraints.get(tau_constraint)
 
     def _check_tau(self, tau_min):
@@ -122,9 +120,7 @@ class _Filter(TemporalLayer):
         config = super().get_config()
         config.update(
             {
-                "tau_initializer": keras.initializers.serialize(
-                    self.tau_initializer
-                ),
+                "tau_initializer": keras.initializers.serialize(self.tau_initializer),
                 "dt": dt_config(self.dt),
                 "apply_during_training": self.apply_during_training,
                 "level_initializer": keras.initializers.serialize(

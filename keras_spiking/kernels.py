@@ -2,180 +2,360 @@
 
 Every function here takes tensors with the batch on axis 0, time on axis 1 and
 all feature axes flattened into axis 2, that is ``(batch, time, units)``, and
-computes in the dtype it is given (the layers pass float32).
-
-Two families live here:
+computes in float32.  None of them loops over time step by step: time is cut
+into chunks of ``chunk`` steps (8), each chunk is solved with a short running
+sum (``backend.chunk_cumsum``), and the values carried from one chunk to the
+next are the same problem again, one level up, on ``1/chunk`` of the data:
+per level, one reduction over each chunk gives what it passes on, the level
+above turns those into the value entering each chunk, and one running sum
+per chunk, started from that value, gives the result (so the full-size data
+is read twice and written once per level).
 
 * Spike integration (``integrate_spikes``): each neuron accumulates
   ``v += x_t`` (``x_t = rate_t * dt``) and emits ``n_t = floor(v)`` spikes,
-  keeping ``v - n_t``.  The fast kernel does not loop over time: the voltage
-  after step ``t`` is the fractional part of ``v_0 + sum_{s <= t} x_s``, and the
-  spike count at ``t`` is the difference of the floors of that running sum.  To
-  keep float32 rounding as small as in the step-by-step form, the running sum is
-  taken in chunks of ``chunk`` steps over the fractional parts of the
-  increments only (integer parts of ``x_t`` are exact spikes), and the carry
-  between chunks is the same problem again, one level up.
-* Linear recurrences (``lowpass``): ``y_t = a * y_{t-1} + (1 - a) * x_t``.  The
-  fast kernel multiplies each chunk by a small lower-triangular decay matrix
-  ``D[c, s] = a**(c - s)`` and solves the recurrence of the chunk ends
-  (factor ``a**chunk``) one level up; the top level is one dense matrix.
+  keeping ``v - n_t``.  The integer part of ``x_t`` (rounded towards zero,
+  so that the rest is exact in float32) is emitted as is; the rest and the
+  voltage are kept in fixed point, as int32 multiples of ``2**-27``, and
+  summed modulo ``2**27``.  Integer sums are exact, so the voltage after any
+  number of steps is the exact voltage of the quantised increments (an
+  error below ``4e-9`` per step, none for increments that are multiples of
+  ``2**-27``).  A step emits one more spike exactly when the running sum
+  wraps around, that is where the new voltage is below the increment.
+* Linear recurrences (``lowpass``, and ``alpha`` as two lowpass stages):
+  ``y_t = a y_{t-1} + u_t``.  In a chunk, ``y_c = a**c * sum_{s <= c}
+  a**-s u_s``, a running sum of rescaled inputs (exponents centred on the
+  chunk, ``log(a)`` clamped at ``-17`` where ``a`` is below float32
+  resolution, so nothing overflows); the chunk ends carry over with factor
+  ``a**chunk``.  The gradient is written by hand (``backend.custom_vjp``):
+  the adjoint of the recurrence is the same recurrence backwards in time, so
+  the backward pass keeps only the input and output of the filter.
 
-Both accept a time axis that is only known at run time (TensorFlow graphs with
-``None`` time); the number of levels is then fixed so that a few million steps
-stay exact.  ``*_naive`` functions are the step-by-step forms, kept as the
-reference for tests and benchmarks.
+A time axis that is only known at run time (TensorFlow graphs with ``None``
+time) is supported with a fixed number of levels (``DYNAMIC_LEVELS``); the
+top level then takes a plain running sum (spikes) or a dense decay matrix
+(filters) over whatever is left.  ``*_naive`` functions are the step-by-step
+forms (one loop iteration per step, ``keras.ops.scan``), kept as the baseline
+for benchmarks.
 """
 
+import functools
 import math
 
-from keras import backend, ops
+from keras import ops
+
+from keras_spiking import backend as _backend
 
 #: Steps per chunk in the fast kernels.
-CHUNK = 32
-#: Levels of chunking used when the number of steps is unknown when tracing.
-DYNAMIC_LEVELS = 3
+CHUNK = 8
+#: Levels of chunking used when the number of steps is unknown when tracing
+#: (``CHUNK ** DYNAMIC_LEVELS`` steps per element of the top level).
+DYNAMIC_LEVELS = 5
+
+#: Fixed-point voltage: int32 multiples of ``2**-FRACTION_BITS``.  With
+#: chunks of 8, running sums stay below ``2**31`` (no integer overflow).
+FRACTION_BITS = 27
+_ONE = 1 << FRACTION_BITS
+_MASK = _ONE - 1
+#: Longest top level (no chunking) for spikes (its int32 sums stay below
+#: ``16 * 2**27 = 2**31``) and for filters (a dense decay matrix).
+_SPIKE_TOP = 15
+_FILTER_TOP = 16
+#: ``exp(-17) < 2**-24``: smaller decay factors are zero at float32 resolution.
+_MIN_LOG_A = -17.0
 
 
-def _levels_for(steps, chunk, dynamic_levels):
-    """Number of chunking levels so that the top level has at most ``chunk``."""
+def _static(size):
+    """``size`` if it is a plain int, else None (unknown or symbolic)."""
+    return size if isinstance(size, int) else None
+
+
+def _one_minus_exp(log_a):
+    """``1 - exp(log_a)`` to float32 precision for ``log_a <= 0``.
+
+    A Taylor series near 0 (where ``1 - exp`` cancels); ``expm1`` itself
+    does not export to ONNX from every backend.
+    """
+    series = -log_a * (
+        1 + log_a / 2 * (1 + log_a / 3 * (1 + log_a / 4 * (1 + log_a / 5)))
+    )
+    return ops.where(log_a > -0.1, series, 1 - ops.exp(log_a))
+
+
+def _alpha_c1(log_a):
+    """``c1 = 1 - r / (1 - a) = -(a - 1 - log_a) / (1 - a)`` (``r = -log_a``).
+
+    ``c1`` is close to 0 for slow filters: computed from a series of
+    ``a - 1 - log_a`` near 0 rather than as ``1 - c2`` (which would cancel).
+    """
+    series = log_a**2 / 2 * (1 + log_a / 3 * (1 + log_a / 4 * (1 + log_a / 5)))
+    excess = ops.where(log_a > -0.1, series, ops.exp(log_a) - 1 - log_a)
+    return -excess / _one_minus_exp(log_a)
+
+
+def _levels_for(steps, chunk, top):
+    """Number of chunking levels so that the top level has at most ``top``."""
     if steps is None:
-        return dynamic_levels
+        return DYNAMIC_LEVELS
     levels = 0
-    while steps > chunk:
+    while steps > top:
         steps = math.ceil(steps / chunk)
         levels += 1
     return levels
 
 
-def _pad_time(x, chunk):
-    """Zero-pad axis 1 of ``x`` up to a multiple of ``chunk``."""
-    steps = x.shape[1]
-    if steps is not None and steps % chunk == 0:
-        return x
+#: ``levels`` for a symbolic number of steps: one loop iteration per step.
+STEPWISE = -1
+
+
+def _default_levels(steps, chunk, top):
+    """``_levels_for`` the static size ``steps``; ``STEPWISE`` if symbolic.
+
+    A symbolic size (JAX shape polymorphism, as in ``model.export`` with a
+    dynamic time axis) gets a loop over time: jax2onnx cannot pad and reshape
+    a symbolic axis into chunks.  None (unknown, TensorFlow graphs) keeps the
+    chunked kernels with ``DYNAMIC_LEVELS``.
+    """
+    if not (steps is None or isinstance(steps, int) or ops.is_tensor(steps)):
+        return STEPWISE
+    # a tensor: torch's ONNX tracer records sizes as tensors (chunked kernels)
+    return _levels_for(_static(steps), chunk, top)
+
+
+def _check_chunk(chunk, largest):
+    if (
+        isinstance(chunk, bool)
+        or not isinstance(chunk, int)
+        or not 2 <= chunk <= largest
+    ):
+        raise ValueError(
+            f"keras_spiking.kernels expects `chunk` to be an int in [2, {largest}]; "
+            f"got {chunk!r}."
+        )
+
+
+def _to_chunks(x, chunk, front=False):
+    """``(b, t, n)`` -> ``(b, ceil(t / chunk), chunk, n)``, zero-padded.
+
+    Padding goes after the last step, or before the first with ``front``.
+    """
     shape = ops.shape(x)
-    pad = (-shape[1]) % chunk
-    zeros = ops.zeros((shape[0], pad) + tuple(shape[2:]), dtype=x.dtype)
-    return ops.concatenate([x, zeros], axis=1)
+    count = (shape[1] + (chunk - 1)) // chunk  # explicit: shapes may be symbolic
+    if _static(x.shape[1]) is None or x.shape[1] % chunk:
+        pad = count * chunk - shape[1]
+        # broadcast, not ``ops.zeros(shape)``: torch's ONNX tracer would
+        # freeze that shape at the example's
+        zero = ops.zeros((1, 1, 1), dtype=x.dtype)
+        zeros = ops.broadcast_to(zero, (shape[0], pad, shape[2]))
+        x = ops.concatenate([zeros, x] if front else [x, zeros], axis=1)
+    return ops.reshape(x, (shape[0], count, chunk, shape[2]))
 
 
-def _to_chunks(x, chunk):
-    """``(b, t, n)`` -> ``(b, ceil(t / chunk), chunk, n)``, zero-padded."""
-    shape = ops.shape(x)
-    return ops.reshape(_pad_time(x, chunk), (shape[0], -1, chunk, shape[2]))
-
-
-def _from_chunks(x, steps):
+def _from_chunks(y, steps, static_steps, front=False):
     """Inverse of ``_to_chunks``: back to ``(b, steps, n)``."""
-    shape = ops.shape(x)
-    return ops.reshape(x, (shape[0], -1, shape[3]))[:, :steps]
-
-
-def _shift_right(x, first, axis):
-    """``x`` shifted by one along ``axis``, with ``first`` in the first place."""
-    rest = x[:, :-1] if axis == 1 else x[:, :, :-1]
-    return ops.concatenate([ops.expand_dims(first, axis), rest], axis=axis)
+    shape = ops.shape(y)
+    y = ops.reshape(y, (shape[0], shape[1] * shape[2], shape[3]))
+    if static_steps is not None and static_steps == _static(shape[1] * shape[2]):
+        return y
+    if front:
+        return y[:, ops.shape(y)[1] - steps :]
+    return y[:, :steps]
 
 
 # ----------------------------------------------------------------- spikes ---
 
 
-def _integrate_fractions(x, v0, chunk, levels):
-    """Spike counts and voltages for increments ``x`` in ``[0, 1)``.
+def _running_sum_mod(q, start, chunk, levels):
+    """``(start + inclusive running sum of q along axis 1) mod 2**27``.
 
-    Returns ``(counts, voltage)``, both ``(b, t, n)``; ``voltage[:, t]`` is the
-    voltage after step ``t``.
+    ``q`` is int32 in ``[0, 2**27)``, ``(b, t, n)``; ``start`` int32 in
+    ``[0, 2**27)``, ``(b, n)``.  Per level: chunk totals (a reduction), the
+    running sum of those one level up gives each chunk's starting value, and
+    one running sum per chunk started from it.  Sums stay below ``9 * 2**27``.
     """
-    if levels == 0:
-        total = ops.expand_dims(v0, 1) + ops.cumsum(x, axis=1)
-        floors = ops.floor(total)
-        counts = floors - _shift_right(floors, ops.zeros_like(v0), axis=1)
-        return counts, total - floors
+    if levels == STEPWISE:
 
-    steps = ops.shape(x)[1]
-    local = ops.cumsum(_to_chunks(x, chunk), axis=2)  # (b, k, c, n)
-    ends = local[:, :, -1]
-    _, carry = _integrate_fractions(
-        ends - ops.floor(ends), v0, chunk, levels - 1
-    )
-    total = ops.expand_dims(_shift_right(carry, v0, axis=1), 2) + local
-    floors = ops.floor(total)
-    counts = floors - _shift_right(floors, ops.zeros_like(floors[:, :, 0]), 2)
-    return _from_chunks(counts, steps), _from_chunks(total - floors, steps)
+        def step(v, q_t):
+            v = _backend.residue(v + q_t, FRACTION_BITS)
+            return v, v
+
+        _, v = ops.scan(step, start, ops.transpose(q, (1, 0, 2)))
+        return ops.transpose(v, (1, 0, 2))
+    if levels == 0:
+        total = ops.cumsum(q, axis=1) + ops.expand_dims(start, 1)
+        return _backend.residue(total, FRACTION_BITS)
+    steps, static_steps = ops.shape(q)[1], _static(q.shape[1])
+    chunks = _to_chunks(q, chunk)
+    ends = chunks[:, :, 0]
+    for c in range(1, chunk):  # unrolled: fused into one pass on XLA
+        ends = ends + chunks[:, :, c]
+    ends = _backend.residue(ends, FRACTION_BITS)
+    ends = _running_sum_mod(ends, start, chunk, levels - 1)
+    before = ops.concatenate([ops.expand_dims(start, 1), ends[:, :-1]], axis=1)
+    total = _backend.chunk_cumsum(chunks, initial=before)
+    return _from_chunks(_backend.residue(total, FRACTION_BITS), steps, static_steps)
 
 
 def integrate_spikes(x, v0, chunk=CHUNK, levels=None):
     """Integrate-and-fire with fractional voltage, without a loop over time.
+
+    Computes, for every step ``t``, ``v'_t = v_{t-1} + x_t``,
+    ``n_t = floor(v'_t)``, ``v_t = v'_t - n_t``, with ``v_{-1} = v0``, as
+    exact integer running sums of the increments' fractional parts in fixed
+    point (see the module docstring).
 
     Parameters
     ----------
     x : tensor, ``(batch, time, units)``
         Voltage increments ``rate * dt``; any sign, any magnitude.
     v0 : tensor, ``(batch, units)``
-        Initial voltage, in ``[0, 1)``.
+        Initial voltage, in ``[0, 1)`` (taken modulo 1).
     chunk : int
-        Steps per chunk of the running sum.
+        Steps per chunk of the running sums, 2 to 8.
     levels : int, optional
-        Chunking levels; by default chosen from the static number of steps.
+        Chunking levels; by default chosen from the static number of steps
+        (``DYNAMIC_LEVELS`` if that is unknown).
 
     Returns
     -------
     counts : tensor, ``(batch, time, units)``
-        ``n_t = floor(v_{t-1} + x_t)``, the (integer-valued) spikes per step.
+        ``n_t``, the (integer-valued) spikes per step, float32.
     voltage : tensor, ``(batch, units)``
-        ``v_T``, the voltage after the last step.
+        ``v_T``, the voltage after the last step, in ``[0, 1)``.
     """
+    _check_chunk(chunk, 8)
+    x, v0 = ops.convert_to_tensor(x), ops.convert_to_tensor(v0)
     if levels is None:
-        levels = _levels_for(x.shape[1], chunk, DYNAMIC_LEVELS)
-    whole = ops.floor(x)
-    counts, voltage = _integrate_fractions(x - whole, v0, chunk, levels)
-    return whole + counts, voltage[:, -1]
+        levels = _default_levels(x.shape[1], chunk, _SPIKE_TOP)
+    # x = k + r exactly, with k = round(x) and |r| <= 1/2 (Sterbenz); r in
+    # fixed point is ``signed``, and q = signed mod 2**27 its residue
+    nearest = ops.round(x)
+    signed = ops.cast(ops.round((x - nearest) * float(_ONE)), "int32")
+    # (+ 2**27 so that the argument is >= 0: tf2onnx turns TensorFlow's
+    # FloorMod of a negative int into a truncated remainder)
+    q = _backend.residue(signed + _ONE, FRACTION_BITS)
+    start = ops.cast(ops.round((v0 - ops.floor(v0)) * float(_ONE)), "int32")
+    voltage = _running_sum_mod(q, start, chunk, levels)
+    # x alone emits k spikes, one fewer where r < 0; the running sum emits
+    # one more where it wraps around (v_t < q_t)
+    extra = ops.cast(voltage < q, "int32") - ops.cast(signed < 0, "int32")
+    counts = nearest + ops.cast(extra, x.dtype)
+    final = ops.cast(voltage[:, -1], x.dtype) * (1.0 / _ONE)
+    return counts, ops.minimum(final, 1.0 - 2.0**-24)
 
 
 def integrate_spikes_naive(x, v0):
-    """Step-by-step form of ``integrate_spikes`` (the reference)."""
-    v = v0
-    counts = []
-    for t in range(x.shape[1]):
-        v = v + x[:, t]
+    """Step-by-step form of ``integrate_spikes`` (one loop iteration a step)."""
+    x, v0 = ops.convert_to_tensor(x), ops.convert_to_tensor(v0)
+
+    def step(v, x_t):
+        v = v + x_t
         n = ops.floor(v)
-        v = v - n
-        counts.append(n)
-    return ops.stack(counts, axis=1), v
+        return v - n, n
+
+    v, counts = ops.scan(step, v0, ops.transpose(x, (1, 0, 2)))
+    return ops.transpose(counts, (1, 0, 2)), v
 
 
 # ---------------------------------------------------------------- filters ---
 
 
-def _decay_matrix(log_a, size):
-    """``D[n, c, s] = exp((c - s) * log_a[n])`` for ``c >= s``, else 0."""
-    index = ops.arange(size, dtype=backend.standardize_dtype(log_a.dtype))
-    lag = ops.expand_dims(index, 1) - ops.expand_dims(index, 0)
-    mask = ops.cast(lag >= 0, index.dtype)
-    lag = ops.maximum(lag, 0)  # keep exp finite where masked (finite grads)
-    return ops.exp(lag[None] * log_a[:, None, None]) * mask[None]
-
-
-def _decay_powers(log_a, size):
-    """``P[c, n] = exp((c + 1) * log_a[n])``."""
-    index = ops.arange(1, size + 1, dtype=backend.standardize_dtype(log_a.dtype))
-    return ops.exp(ops.expand_dims(index, 1) * ops.expand_dims(log_a, 0))
-
-
-def _recurrence(u, log_a, y0, chunk, levels):
-    """Solve ``y_t = exp(log_a) * y_{t-1} + u_t`` with ``y_{-1} = y0``."""
-    if levels == 0:
-        steps = ops.shape(u)[1]
-        y = ops.einsum("nts,bsn->btn", _decay_matrix(log_a, steps), u)
-        return y + _decay_powers(log_a, steps)[None] * ops.expand_dims(y0, 1)
-
+def _dense_scan(u, log_a, y0, reverse):
+    """``_scan`` with one ``(t, t)`` decay matrix per unit (any length)."""
     steps = ops.shape(u)[1]
-    local = ops.einsum(
-        "ncs,bksn->bkcn", _decay_matrix(log_a, chunk), _to_chunks(u, chunk)
-    )
-    ends = _recurrence(local[:, :, -1], log_a * chunk, y0, chunk, levels - 1)
-    carry = ops.expand_dims(_shift_right(ends, y0, axis=1), 2)
-    y = local + _decay_powers(log_a, chunk)[None, None] * carry
-    return _from_chunks(y, steps)
+    # ``arange``, not a running sum of ``ops.ones((steps,))``, whose shape
+    # torch's ONNX tracer would freeze (a symbolic ``steps`` never gets here)
+    index = ops.cast(ops.arange(0, steps), "float32")
+    lag = ops.expand_dims(index, 1) - ops.expand_dims(index, 0)  # c - s
+    if reverse:
+        lag = -lag
+    mask = ops.cast(lag >= 0, "float32")
+    lag = ops.maximum(lag, 0.0)
+    decay = ops.exp(lag[None] * log_a[:, None, None]) * mask[None]  # (n, c, s)
+    y = ops.einsum("ncs,bsn->bcn", decay, u)
+    # the initial value enters with a**(t+1) (forward) or a**(T-t) (reverse)
+    power = (ops.cast(steps, "float32") - index) if reverse else (index + 1.0)
+    return y + ops.exp(ops.expand_dims(power, 1) * log_a)[None] * ops.expand_dims(y0, 1)
+
+
+def _scan(u, log_a, y0, chunk, levels, reverse=False):
+    """Solve a first-order linear recurrence along axis 1.
+
+    Forward: ``y_t = a y_{t-1} + u_t`` with ``y_{-1} = y0``.  Reverse:
+    ``y_t = a y_{t+1} + u_t`` with ``y_T = y0``.  ``a = exp(log_a)`` per unit.
+
+    Per level: each chunk's own contribution to its last (first, reverse)
+    value, a reduction; the recurrence of those one level up (factor
+    ``a**chunk``) gives the value entering each chunk; then one running sum
+    per chunk of ``a**-c u_c``, started from that value, times ``a**c``.
+    """
+    if levels == STEPWISE:
+        a = ops.exp(log_a)
+
+        def step(y, u_t):
+            y = a * y + u_t
+            return y, y
+
+        _, y = ops.scan(step, y0, ops.transpose(u, (1, 0, 2)), reverse=reverse)
+        return ops.transpose(y, (1, 0, 2))
+    if levels == 0:
+        return _dense_scan(u, log_a, y0, reverse)
+    steps, static_steps = ops.shape(u)[1], _static(u.shape[1])
+    chunks = _to_chunks(u, chunk, front=reverse)
+    # each chunk's contribution to its far edge, sum_c a**(distance) u_c, by
+    # Horner's rule (one fused pass on XLA; a weighted reduction over a
+    # middle axis is several times slower there)
+    a = ops.exp(log_a)
+    edges = None
+    for c in range(chunk - 1, -1, -1) if reverse else range(chunk):
+        edges = chunks[:, :, c] if edges is None else edges * a + chunks[:, :, c]
+    edges = _scan(edges, log_a * chunk, y0, chunk, levels - 1, reverse)
+    y0 = ops.expand_dims(y0, 1)
+    if reverse:
+        entering = ops.concatenate([edges[:, 1:], y0], axis=1)
+    else:
+        entering = ops.concatenate([y0, edges[:, :-1]], axis=1)
+    # exponents centred on the chunk: a**(c - m) and a**(m - c), m = (L-1)/2;
+    # the value entering the chunk contributes a**(c + 1) = a**(c - m) a**(m + 1)
+    centre = ops.cast(ops.arange(0, chunk), "float32") - (chunk - 1) / 2.0
+    clamped = ops.maximum(log_a, _MIN_LOG_A)
+    grow = ops.exp(ops.expand_dims(centre, 1) * clamped)  # (L, n)
+    shrink = ops.exp(ops.expand_dims(-centre, 1) * clamped)
+    entering = entering * ops.exp(((chunk + 1) / 2.0) * clamped)
+    if reverse:  # y_c = a**-(c - m) sum_{s >= c} a**(s - m) u_s
+        y = _backend.chunk_cumsum(
+            chunks * grow, initial=entering, reverse=True, overwrite=True
+        )
+        y = y * shrink
+    else:  # y_c = a**(c - m) sum_{s <= c} a**(m - s) u_s
+        y = _backend.chunk_cumsum(chunks * shrink, initial=entering, overwrite=True)
+        y = y * grow
+    return _from_chunks(y, steps, static_steps, front=reverse)
+
+
+@functools.cache
+def _lowpass_function(chunk, levels):
+    """``lowpass`` for fixed chunking, with its gradient written by hand."""
+
+    def forward(x, log_a, y0):
+        y = _scan(_one_minus_exp(log_a) * x, log_a, y0, chunk, levels)
+        return y, (x, log_a, y0, y)
+
+    def backward(residuals, upstream):
+        x, log_a, y0, y = residuals
+        # adjoint: lam_t = g_t + a lam_{t+1}
+        lam = _scan(upstream, log_a, ops.zeros_like(y0), chunk, levels, True)
+        a = ops.exp(log_a)
+        grad_x = _one_minus_exp(log_a) * lam
+        grad_y0 = a * lam[:, 0]
+        # d y_t / d log_a (holding y_{t-1}) = a (y_{t-1} - x_t)
+        total = (
+            ops.sum(lam[:, 1:] * y[:, :-1], axis=(0, 1))
+            + ops.sum(lam[:, 0] * y0, axis=0)
+            - ops.sum(lam * x, axis=(0, 1))
+        )
+        return grad_x, a * total, grad_y0
+
+    return _backend.custom_vjp(forward, backward)
 
 
 def lowpass(x, log_a, y0, chunk=CHUNK, levels=None):
@@ -183,7 +363,8 @@ def lowpass(x, log_a, y0, chunk=CHUNK, levels=None):
 
     Computes ``y_t = a * y_{t-1} + (1 - a) * x_t`` with ``a = exp(log_a)``
     (``log_a = -dt / tau``), the zero-order-hold discretisation of
-    ``h(t) = exp(-t / tau) / tau`` without its one-step delay.
+    ``h(t) = exp(-t / tau) / tau`` without its one-step delay.  Gradients
+    (for ``x``, ``log_a`` and ``y0``) come from the adjoint recurrence.
 
     Parameters
     ----------
@@ -193,7 +374,9 @@ def lowpass(x, log_a, y0, chunk=CHUNK, levels=None):
         ``-dt / tau`` per unit (non-positive).
     y0 : tensor, ``(batch, units)``
         Filter output before the first step.
-    chunk, levels : int
+    chunk : int
+        Steps per chunk, 2 to 8.
+    levels : int, optional
         As for ``integrate_spikes``.
 
     Returns
@@ -201,21 +384,24 @@ def lowpass(x, log_a, y0, chunk=CHUNK, levels=None):
     y : tensor, ``(batch, time, units)``
         Filtered signal; ``y[:, -1]`` is the filter's state.
     """
+    _check_chunk(chunk, 8)
+    x, log_a, y0 = (ops.convert_to_tensor(v) for v in (x, log_a, y0))
     if levels is None:
-        levels = _levels_for(x.shape[1], chunk, DYNAMIC_LEVELS)
-    u = -ops.expm1(log_a) * x
-    return _recurrence(u, log_a, y0, chunk, levels)
+        levels = _default_levels(x.shape[1], chunk, _FILTER_TOP)
+    return _lowpass_function(chunk, levels)(x, log_a, y0)
 
 
 def lowpass_naive(x, log_a, y0):
-    """Step-by-step form of ``lowpass`` (the reference)."""
+    """Step-by-step form of ``lowpass`` (one loop iteration a step)."""
+    x, log_a, y0 = (ops.convert_to_tensor(v) for v in (x, log_a, y0))
     a = ops.exp(log_a)
-    y = y0
-    ys = []
-    for t in range(x.shape[1]):
-        y = a * y + (1 - a) * x[:, t]
-        ys.append(y)
-    return ops.stack(ys, axis=1)
+
+    def step(y, x_t):
+        y = a * y + (1 - a) * x_t
+        return y, y
+
+    _, ys = ops.scan(step, y0, ops.transpose(x, (1, 0, 2)))
+    return ops.transpose(ys, (1, 0, 2))
 
 
 def alpha(x, log_a, y0, chunk=CHUNK, levels=None):
@@ -236,6 +422,8 @@ def alpha(x, log_a, y0, chunk=CHUNK, levels=None):
     y0 : tuple of two tensors, ``(batch, units)``
         States ``(p, q)`` before the first step; both equal to ``L`` is the
         filter at rest at level ``L``.
+    chunk, levels : int
+        As for ``lowpass``.
 
     Returns
     -------
@@ -244,23 +432,38 @@ def alpha(x, log_a, y0, chunk=CHUNK, levels=None):
     states : tuple of two tensors, ``(batch, units)``
         ``(p, q)`` after the last step.
     """
+    log_a = ops.convert_to_tensor(log_a)
     p = lowpass(x, log_a, y0[0], chunk=chunk, levels=levels)
     q = lowpass(p, log_a, y0[1], chunk=chunk, levels=levels)
-    c2 = -log_a / -ops.expm1(log_a)
-    return (1 - c2) * p + c2 * q, (p[:, -1], q[:, -1])
+    c1 = _alpha_c1(log_a)
+    return c1 * p + (1 - c1) * q, (p[:, -1], q[:, -1])
 
 
 def alpha_naive(x, log_a, y0):
-    """Step-by-step form of ``alpha`` (the reference)."""
+    """Step-by-step form of ``alpha`` (one loop iteration a step)."""
+    log_a = ops.convert_to_tensor(log_a)
     p = lowpass_naive(x, log_a, y0[0])
     q = lowpass_naive(p, log_a, y0[1])
-    c2 = -log_a / (1 - ops.exp(log_a))
-    return (1 - c2) * p + c2 * q, (p[:, -1], q[:, -1])
+    c1 = _alpha_c1(log_a)
+    return c1 * p + (1 - c1) * q, (p[:, -1], q[:, -1])
 
 
 # ------------------------------------------------------- initial voltages ---
 
 _PRIME = 46337  # largest prime with PRIME**2 < 2**31: products fit in int32
+
+
+def _divmod_prime(h):
+    """``(h // PRIME, h % PRIME)`` for int32 ``0 <= h < 2**31``.
+
+    A float32 quotient, off by at most one, then corrected: no integer
+    division, which some exporters (jax2onnx) cannot lower with a symbolic
+    batch size.  Exact, so the same integers come out everywhere.
+    """
+    quotient = ops.cast(ops.floor(ops.cast(h, "float32") * (1.0 / _PRIME)), "int32")
+    rest = h - quotient * _PRIME
+    high, low = ops.cast(rest >= _PRIME, "int32"), ops.cast(rest < 0, "int32")
+    return quotient + high - low, rest + (low - high) * _PRIME
 
 
 def _cube_mix(h, multiplier, offset):
@@ -269,8 +472,8 @@ def _cube_mix(h, multiplier, offset):
     Cubing permutes ``Z_p`` because ``gcd(3, p - 1) = 1``; every product stays
     below ``2**31`` so the same integers come out on every backend.
     """
-    h = (h * multiplier + offset) % _PRIME
-    return ((h * h) % _PRIME) * h % _PRIME
+    h = _divmod_prime(h * multiplier + offset)[1]
+    return _divmod_prime(_divmod_prime(h * h)[1] * h)[1]
 
 
 def seeded_uniform(batch_size, units, seed):
@@ -279,14 +482,23 @@ def seeded_uniform(batch_size, units, seed):
     An integer hash of ``(seed, batch index, unit index)`` in int32 arithmetic,
     so the values are identical on every backend and in exported graphs.
     """
-    b = ops.expand_dims(ops.arange(batch_size, dtype="int32"), 1)
-    n = ops.expand_dims(ops.arange(units, dtype="int32"), 0)
+    # batch indices by a running sum, not ``arange``: with a symbolic batch
+    # size, jax2onnx gives ``arange`` a batch axis of its own.  The ones are
+    # broadcast (not ``ops.ones((batch_size, 1))``, whose shape torch's ONNX
+    # tracer would freeze at the example's batch size).
+    ones = ops.broadcast_to(ops.ones((1, 1), dtype="int32"), (batch_size, 1))
+    b = ops.cumsum(ones, axis=0) - 1
+    n = ops.expand_dims(ops.arange(0, units, dtype="int32"), 0)
     h = ops.full_like(b, int(seed) % _PRIME) + ops.zeros_like(n)
-    h = _cube_mix(h + n % _PRIME, 3571, 1013)
-    h = _cube_mix(h + n // _PRIME, 7919, 2741)
-    h = _cube_mix(h + b % _PRIME, 5003, 4099)
-    h = _cube_mix(h + b // _PRIME, 6007, 8191)
+    n_high, n_low = _divmod_prime(n)
+    b_high, b_low = _divmod_prime(b)
+    h = _cube_mix(h + n_low, 3571, 1013)
+    h = _cube_mix(h + n_high, 7919, 2741)
+    h = _cube_mix(h + b_low, 5003, 4099)
+    h = _cube_mix(h + b_high, 6007, 8191)
     high = _cube_mix(h, 9001, 12007)
     low = _cube_mix(high, 10007, 15013)
-    value = ops.cast(high * _PRIME + low, "float32") / float(_PRIME * _PRIME)
+    # times the reciprocal, not divided: XLA turns a division by a constant
+    # into this product, so dividing gives values one ulp apart on JAX
+    value = ops.cast(high * _PRIME + low, "float32") * (1.0 / (_PRIME * _PRIME))
     return ops.minimum(value, 1.0 - 2.0**-24)

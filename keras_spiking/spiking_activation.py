@@ -88,9 +88,7 @@ class SpikingActivation(TemporalLayer):
                 f"got {seed!r}."
             )
         self.seed = seed
-        self.seed_generator = (
-            keras.random.SeedGenerator() if seed is None else None
-        )
+        self.seed_generator = keras.random.SeedGenerator() if seed is None else None
         self.spiking_aware_training = spiking_aware_training
 
     def _initial_states(self, batch_size):

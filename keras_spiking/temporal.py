@@ -17,6 +17,13 @@ def resolve_dt(dt, layer_name):
             dt["value"], trainable=False, dtype="float32", name=dt["name"]
         )
     if isinstance(dt, keras.Variable):
+        if dt.trainable:
+            raise ValueError(
+                f"Layer '{layer_name}' expects a `dt` variable with "
+                f"trainable=False (a time step is set, not learned); got a "
+                f"trainable variable '{dt.name}'. Create it with "
+                f"keras.Variable(value, trainable=False)."
+            )
         value = float(ops.convert_to_numpy(dt.value))
     elif isinstance(dt, (int, float)) and not isinstance(dt, bool):
         value = dt = float(dt)
@@ -139,7 +146,7 @@ class TemporalLayer(keras.layers.Layer):
             output_shape = (shape[0],) + tuple(shape[2:])
         if self.return_state:
             state_shape = (shape[0],) + tuple(shape[2:])
-            return [output_shape] + [state_shape] * self.num_states
+            return (output_shape,) + (state_shape,) * self.num_states
         return output_shape
 
     # -------------------------------------------------------------- state --
@@ -153,8 +160,13 @@ class TemporalLayer(keras.layers.Layer):
         if self.states is None:
             return
         batch_size = self.states[0].shape[0]
-        for variable, value in zip(self.states, self._initial_states(batch_size)):
-            variable.assign(ops.reshape(value, variable.shape))
+        for variable, value in zip(
+            self.states, self._initial_states(batch_size), strict=True
+        ):
+            # A copy: states must not share memory with each other (Alpha's two
+            # states start equal) or with a weight, or JAX's compiled predict
+            # fails ("Attempt to donate the same buffer twice").
+            variable.assign(ops.copy(ops.reshape(value, variable.shape)))
 
     def reset_states(self):
         """Alias of ``reset_state`` (the Keras 2 name)."""
@@ -169,7 +181,11 @@ class TemporalLayer(keras.layers.Layer):
         batch_size = ops.shape(x)[0]
 
         if initial_state is not None:
-            states = initial_state if isinstance(initial_state, (list, tuple)) else [initial_state]
+            states = (
+                initial_state
+                if isinstance(initial_state, (list, tuple))
+                else [initial_state]
+            )
             if len(states) != self.num_states:
                 raise ValueError(
                     f"Layer '{self.name}' expects {self.num_states} initial "
@@ -177,7 +193,14 @@ class TemporalLayer(keras.layers.Layer):
                 )
             states = [ops.reshape(s, (batch_size, self.units)) for s in states]
         elif self.stateful:
-            states = [ops.reshape(s.value, (batch_size, self.units)) for s in self.states]
+            # A copy: the variables are updated in place below (on torch, in
+            # place in the very storage autograd would have saved).
+            states = [
+                ops.reshape(
+                    ops.copy(ops.stop_gradient(s.value)), (batch_size, self.units)
+                )
+                for s in self.states
+            ]
         else:
             states = self._initial_states(batch_size)
         states = [ops.cast(s, "float32") for s in states]
@@ -185,10 +208,8 @@ class TemporalLayer(keras.layers.Layer):
         outputs, states = self._run(x, states, training=bool(training))
 
         if self.stateful:
-            for variable, state in zip(self.states, states):
-                variable.assign(
-                    ops.reshape(ops.stop_gradient(state), variable.shape)
-                )
+            for variable, state in zip(self.states, states, strict=True):
+                variable.assign(ops.reshape(ops.stop_gradient(state), variable.shape))
 
         if self.return_sequences:
             if self.time_major:
@@ -198,9 +219,9 @@ class TemporalLayer(keras.layers.Layer):
             outputs = outputs[:, -1]
         if self.return_state:
             shape = (batch_size,) + self.feature_shape
-            return [outputs] + [
+            return (outputs,) + tuple(
                 ops.cast(ops.reshape(s, shape), self.compute_dtype) for s in states
-            ]
+            )
         return outputs
 
     def _run(self, x, states, training):

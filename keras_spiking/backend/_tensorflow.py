@@ -1,4 +1,5 @@
-"""TensorFlow shim: ``straight_through`` with ``tf.custom_gradient``."""
+"""TensorFlow shim: ``straight_through``, ``custom_vjp``, ``chunk_cumsum``,
+``residue``."""
 
 import tensorflow as tf
 
@@ -15,3 +16,44 @@ def straight_through(surrogate, value):
         return upstream, None
 
     return tf.identity(value), grad
+
+
+def custom_vjp(forward, backward):
+    """A function of tensors with a hand-written gradient.
+
+    ``forward(*args) -> (output, residuals)`` and
+    ``backward(residuals, upstream) -> gradients`` (one per argument).
+    """
+
+    @tf.custom_gradient
+    def function(*args):
+        output, residuals = forward(*args)
+
+        def grad(upstream):
+            return list(backward(residuals, upstream))
+
+        return output, grad
+
+    return function
+
+
+def chunk_cumsum(x, initial=None, reverse=False, overwrite=False):
+    """Running sum along axis 2 of a rank-4 tensor of short chunks.
+
+    ``initial`` (rank 3, without axis 2) is added to the first element of
+    each chunk (the last with ``reverse``) before summing; ``overwrite`` is a
+    hint that ``x`` is not needed again (unused here).
+    """
+    del overwrite
+    if initial is not None:
+        initial = tf.expand_dims(initial, 2)
+        if reverse:
+            x = tf.concat([x[:, :, :-1], x[:, :, -1:] + initial], axis=2)
+        else:
+            x = tf.concat([x[:, :, :1] + initial, x[:, :, 1:]], axis=2)
+    return tf.cumsum(x, axis=2, reverse=reverse)
+
+
+def residue(x, bits):
+    """``x mod 2**bits`` for int32 ``x`` (``floormod``: exports to ONNX)."""
+    return tf.math.floormod(x, 1 << bits)

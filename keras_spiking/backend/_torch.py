@@ -1,4 +1,5 @@
-"""PyTorch shim: ``straight_through`` with ``torch.autograd.Function``."""
+"""PyTorch shim: ``straight_through``, ``custom_vjp``, ``chunk_cumsum``,
+``residue``."""
 
 import torch
 
@@ -20,3 +21,64 @@ def straight_through(surrogate, value):
     gradient, so whatever computed it keeps no state for backprop.
     """
     return _StraightThrough.apply(surrogate, value)
+
+
+def custom_vjp(forward, backward):
+    """A function of tensors with a hand-written gradient.
+
+    ``forward(*args) -> (output, residuals)`` and
+    ``backward(residuals, upstream) -> gradients`` (one per argument).
+    ``forward`` runs without autograd tracking (so it may work in place on
+    its own temporaries); residuals go through ``save_for_backward``.
+    """
+
+    class _Function(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, *args):
+            output, residuals = forward(*args)
+            ctx.save_for_backward(*residuals)
+            return output
+
+        @staticmethod
+        def backward(ctx, upstream):
+            return tuple(backward(ctx.saved_tensors, upstream))
+
+    return _Function.apply
+
+
+def chunk_cumsum(x, initial=None, reverse=False, overwrite=False):
+    """Running sum along axis 2 of a rank-4 tensor of short chunks.
+
+    ``initial`` (rank 3, without axis 2) is added to the first element of
+    each chunk (the last with ``reverse``) before summing.  Chunks are short
+    (a few steps): one in-place add per step on a strided view is several
+    times faster on CPU than ``torch.cumsum`` over a middle axis.  With
+    ``overwrite=True`` the sum is taken in ``x``'s memory (the caller must
+    own ``x``, not need it again, and not track it with autograd).
+    """
+    if torch.jit.is_tracing():  # export (ONNX): no in-place updates of views
+        if initial is not None:
+            initial = initial.unsqueeze(2)
+            if reverse:
+                x = torch.cat([x[:, :, :-1], x[:, :, -1:] + initial], dim=2)
+            else:
+                x = torch.cat([x[:, :, :1] + initial, x[:, :, 1:]], dim=2)
+        if reverse:
+            return torch.flip(torch.cumsum(torch.flip(x, [2]), 2), [2])
+        return torch.cumsum(x, 2)
+    y = x if overwrite else x.clone()
+    steps = y.shape[2]
+    if initial is not None:
+        y[:, :, steps - 1 if reverse else 0] += initial
+    if reverse:
+        for c in range(steps - 2, -1, -1):
+            y[:, :, c] += y[:, :, c + 1]
+    else:
+        for c in range(1, steps):
+            y[:, :, c] += y[:, :, c - 1]
+    return y
+
+
+def residue(x, bits):
+    """``x mod 2**bits`` for int32 ``x`` (two's complement, so a bit mask)."""
+    return torch.bitwise_and(x, (1 << bits) - 1)

@@ -1,0 +1,157 @@
+"""Seconds per epoch of ``model.fit`` for the walkthrough's spiking model.
+
+The model of the spiking Fashion-MNIST walkthrough, spiking-aware training::
+
+    Input((10, 784)) -> Dense(128) -> SpikingActivation("relu", dt=0.01)
+    -> TemporalAvgPool -> Dense(10)
+
+trained with Adam on sparse categorical cross-entropy from logits, batch 32,
+on 60,000 synthetic samples (uniform [0, 1) images repeated over 10 steps,
+random labels: the speed does not depend on the data).  Each configuration
+runs in a fresh process pinned to ``--threads`` cores; ``--epochs`` epochs
+are run and the median of all but the first (which includes tracing and
+compilation) is reported, with the first shown apart.
+
+For reference on this machine kind, one thread (issue 5): the TensorFlow
+predecessor (KerasSpiking) took 4.7 s per epoch with ``model.fit``; the
+PyTorch predecessor (PyTorchSpiking) 4.2 s per epoch with a plain PyTorch
+training loop.
+
+Usage::
+
+    python benchmarks/bench_fit.py                   # every backend and mode
+    python benchmarks/bench_fit.py --backend jax --epochs 2
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+# (backend, jit_compile) pairs run by default; jax without jit is not how
+# anyone trains (op by op), torch.compile needs a compiler toolchain
+CONFIGS = [
+    ("tensorflow", False),
+    ("tensorflow", True),
+    ("torch", False),
+    ("jax", True),
+]
+PREDECESSORS = {"tensorflow": 4.7, "torch": 4.2}
+SAMPLES, STEPS, PIXELS, BATCH = 60_000, 10, 784, 32
+
+
+def _child(args):
+    threads = args.threads
+    os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:threads]))
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[name] = str(threads)
+    flags = f"intra_op_parallelism_threads={threads}"
+    if threads == 1:
+        flags = "--xla_cpu_multi_thread_eigen=false " + flags
+    os.environ["XLA_FLAGS"] = flags
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    backend = os.environ["KERAS_BACKEND"]
+    if backend == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+        torch.set_num_interop_threads(1)
+    import keras
+    import numpy as np
+
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+
+    import keras_spiking
+
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 1, (SAMPLES, 1, PIXELS)).astype("float32")
+    x = np.repeat(images, STEPS, axis=1)
+    y = rng.integers(0, 10, SAMPLES).astype("int32")
+    del images
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((STEPS, PIXELS)),
+            keras.layers.Dense(128),
+            keras_spiking.SpikingActivation(
+                "relu", dt=0.01, spiking_aware_training=True
+            ),
+            keras_spiking.TemporalAvgPool(),
+            keras.layers.Dense(10),
+        ]
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=args.jit == "true",
+    )
+
+    class Timer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.times = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.times.append(time.perf_counter() - self.start)
+
+    timer = Timer()
+    model.fit(x, y, batch_size=BATCH, epochs=args.epochs, verbose=0, callbacks=[timer])
+    print(json.dumps({"times": timer.times}), flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--backend", choices=["tensorflow", "torch", "jax", "all"], default="all"
+    )
+    parser.add_argument("--jit", choices=["true", "false", "both"], default="both")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        _child(args)
+        return
+
+    configs = [
+        (b, jit)
+        for b, jit in CONFIGS
+        if args.backend in ("all", b) and args.jit in ("both", str(jit).lower())
+    ]
+    print(f"load average at start: {os.getloadavg()}; threads: {args.threads}")
+    print(
+        f"{'backend':<11} {'jit_compile':>11} {'s/epoch':>8} {'first':>7} "
+        f"{'predecessor':>11} {'ratio':>6}"
+    )
+    for backend, jit in configs:
+        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
+        command = [sys.executable, __file__, "--child", "--threads", str(args.threads)]
+        command += ["--epochs", str(args.epochs), "--jit", str(jit).lower()]
+        out = subprocess.run(command, env=env, capture_output=True, text=True)
+        lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+        if out.returncode or not lines:
+            print(f"{backend:<11} {str(jit):>11}  failed:\n{out.stderr[-2000:]}")
+            continue
+        times = json.loads(lines[-1])["times"]
+        rest = sorted(times[1:]) or times
+        median = rest[len(rest) // 2]
+        ref = PREDECESSORS.get(backend)
+        print(
+            f"{backend:<11} {str(jit):>11} {median:>8.2f} {times[0]:>7.2f} "
+            + (f"{ref:>11.1f} {median / ref:>6.2f}" if ref else f"{'-':>11} {'-':>6}")
+        )
+    print(f"load average at end: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()

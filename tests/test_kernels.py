@@ -1,0 +1,408 @@
+"""The fast kernels against float64 NumPy step-by-step references.
+
+``keras_spiking.kernels`` computes spikes and filters without a loop over
+time (chunked running sums, see its docstring).  Here every result is compared
+with the step-by-step formula evaluated in float64 on the same float32
+inputs: spike counts must match except where float32 puts the running voltage
+within rounding of a threshold (totals per neuron never differ by more than
+one, fewer than 1e-4 of the steps differ), filters to 1e-5 of their scale.
+Gradients of the filters (by the hand-written adjoint) are checked against
+float64 finite differences of the reference.
+"""
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_spiking import kernels
+from tests.harness import gradients, numpy
+
+JAX = keras.backend.backend() == "jax"
+
+
+def run(fn, *args):
+    """``fn(*args)`` as NumPy; compiled under JAX (op-by-op dispatch there
+    compiles every primitive for every new shape, several times slower)."""
+    if JAX:
+        import jax
+
+        return numpy(jax.jit(fn)(*args))
+    return numpy(fn(*args))
+
+
+def value_and_gradients(fn, *inputs):
+    """``tests.harness.gradients``, compiled under JAX (see ``run``)."""
+    if JAX:
+        import jax
+
+        grad = jax.value_and_grad(fn, argnums=tuple(range(len(inputs))))
+        value, grads = jax.jit(grad)(*[np.asarray(v, np.float32) for v in inputs])
+        return float(value), [numpy(g) for g in grads]
+    return gradients(fn, *inputs)
+
+
+# ------------------------------------------------------------ references ---
+
+
+def spikes_reference(x, v0):
+    """``v += x_t; n_t = floor(v); v -= n_t`` in float64."""
+    v = np.asarray(v0, np.float64).copy()
+    counts = np.zeros(x.shape)
+    for t in range(x.shape[1]):
+        v += x[:, t]
+        counts[:, t] = np.floor(v)
+        v -= counts[:, t]
+    return counts, v
+
+
+def lowpass_reference(x, log_a, y0):
+    """``y_t = a y_{t-1} + (1 - a) x_t`` in float64."""
+    a = np.exp(np.asarray(log_a, np.float64))
+    y = np.asarray(y0, np.float64).copy()
+    out = np.zeros(x.shape)
+    for t in range(x.shape[1]):
+        y = a * y + (1 - a) * x[:, t]
+        out[:, t] = y
+    return out
+
+
+def alpha_reference(x, log_a, p0, q0):
+    """Two cascaded lowpass stages mixed as ``(1 - c) p + c q``, float64."""
+    log_a = np.asarray(log_a, np.float64)
+    p = lowpass_reference(x, log_a, p0)
+    q = lowpass_reference(p, log_a, q0)
+    c = -log_a / (1 - np.exp(log_a))
+    return (1 - c) * p + c * q, p[:, -1], q[:, -1]
+
+
+def alpha_at_rest_reference(x, tau, dt, level):
+    """The alpha filter's second-order recurrence, at rest at ``level``.
+
+    ``y_t = 2a y_{t-1} - a^2 y_{t-2} + (1 - a - r a) x_t + a (a + r - 1) x_{t-1}``
+    with ``a = exp(-dt/tau)``, ``r = dt/tau`` and ``x_{-1} = y_{-1} = y_{-2}
+    = level``.
+    """
+    a, r = np.exp(-dt / tau), dt / tau
+    y1 = y2 = x1 = np.broadcast_to(np.asarray(level, np.float64), x[:, 0].shape)
+    out = np.zeros(x.shape)
+    for t in range(x.shape[1]):
+        y = 2 * a * y1 - a**2 * y2 + (1 - a - r * a) * x[:, t] + a * (a + r - 1) * x1
+        out[:, t] = y
+        y1, y2, x1 = y, y1, x[:, t]
+    return out
+
+
+# ---------------------------------------------------------------- checks ---
+
+
+def check_spikes(counts, voltage, x, v0):
+    """The spike criteria of the module docstring, against the reference."""
+    ref, ref_v = spikes_reference(x, v0)
+    assert counts.shape == x.shape and voltage.shape == v0.shape
+    np.testing.assert_array_equal(counts, np.round(counts))  # whole spikes
+    totals = np.abs(counts.sum(axis=1) - ref.sum(axis=1))
+    assert totals.max() <= 1
+    assert np.mean(counts != ref) < 1e-4
+    # the voltage is a fraction; compare on the circle (0 and 1 are close)
+    gap = np.abs(voltage - ref_v)
+    np.testing.assert_array_less(np.minimum(gap, 1 - gap), 1e-5)
+    assert ((voltage >= 0) & (voltage < 1)).all()
+    return ref
+
+
+def assert_filter_close(y, ref):
+    """Within 1e-5 of the reference, relative to its largest magnitude."""
+    scale = np.abs(ref).max()
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5 * scale)
+
+
+def random_increments(rng, shape, low=-1.3, high=2.7):
+    """Increments ``rate * dt`` with negative and multi-spike steps."""
+    return rng.uniform(low, high, shape).astype("float32")
+
+
+# ----------------------------------------------------------------- spikes ---
+
+
+@pytest.mark.parametrize("chunk", [3, 8])
+@pytest.mark.parametrize("steps", [1, 9, 17, 100, 1001])
+def test_spikes_match_reference(steps, chunk):
+    rng = np.random.default_rng(steps * 10 + chunk)
+    x = random_increments(rng, (3, steps, 5))
+    v0 = rng.uniform(0, 1, (3, 5)).astype("float32")
+    counts, voltage = run(
+        lambda x, v0: kernels.integrate_spikes(x, v0, chunk=chunk), x, v0
+    )
+    ref = check_spikes(counts, voltage, x, v0)
+    if steps >= 100:  # the case has negative and multi-spike steps
+        assert (ref < 0).any() and (ref >= 2).any()
+
+
+def test_spikes_long_sequence():
+    """T = 3000 at the default chunking (three levels), rates up to 3/step."""
+    rng = np.random.default_rng(3)
+    x = random_increments(rng, (4, 3000, 8), -0.3, 3.0)
+    v0 = rng.uniform(0, 1, (4, 8)).astype("float32")
+    counts, voltage = run(kernels.integrate_spikes, x, v0)
+    check_spikes(counts, voltage, x, v0)
+
+
+def test_spikes_exact_for_dyadic_values():
+    """Increments and voltages that float32 holds exactly give exact spikes."""
+    rng = np.random.default_rng(4)
+    x = (rng.integers(-600, 900, (2, 300, 3)) / 256).astype("float32")
+    v0 = (rng.integers(0, 256, (2, 3)) / 256).astype("float32")
+    counts, voltage = run(kernels.integrate_spikes, x, v0)
+    ref, ref_v = spikes_reference(x, v0)
+    np.testing.assert_array_equal(counts, ref)
+    np.testing.assert_array_equal(voltage, ref_v)
+
+
+def test_spikes_thresholds_and_edges():
+    """Rates exactly 0, exactly 1/step, just below and above whole numbers."""
+    x = np.array(
+        [[0.0, 1.0, 0.5, 0.5, -0.5, -0.5, 2.0, 1 - 2**-24, 2**-24, -(2**-24), 3.0]],
+        "float32",
+    )[:, :, None]
+    v0 = np.zeros((1, 1), "float32")
+    counts, voltage = run(kernels.integrate_spikes, x, v0)
+    ref, ref_v = spikes_reference(x, v0)
+    np.testing.assert_array_equal(counts, ref)
+    np.testing.assert_allclose(voltage, ref_v, atol=2**-24)
+
+
+@pytest.mark.parametrize("levels", [0, 2])
+def test_spikes_fixed_levels(levels):
+    """The path for a time axis unknown when tracing (``levels`` fixed).
+
+    With ``levels=0`` the whole sequence is one running sum of int32
+    fixed-point values, which wraps around past ``2**31``: only the value
+    modulo ``2**27`` is used, so the result must not change.
+    """
+    rng = np.random.default_rng(5)
+    x = random_increments(rng, (2, 500, 4))
+    v0 = rng.uniform(0, 1, (2, 4)).astype("float32")
+    counts, voltage = run(
+        lambda x, v0: kernels.integrate_spikes(x, v0, levels=levels), x, v0
+    )
+    check_spikes(counts, voltage, x, v0)
+
+
+@pytest.mark.parametrize("split", [13, 250])
+def test_spikes_continue_across_calls(split):
+    """Two calls carrying the voltage over equal one call on the whole."""
+    rng = np.random.default_rng(6)
+    x = random_increments(rng, (3, 300, 4))
+    v0 = rng.uniform(0, 1, (3, 4)).astype("float32")
+    first, middle = run(kernels.integrate_spikes, x[:, :split], v0)
+    second, last = run(kernels.integrate_spikes, x[:, split:], middle)
+    counts = np.concatenate([first, second], axis=1)
+    check_spikes(counts, last, x, v0)
+    whole, whole_v = run(kernels.integrate_spikes, x, v0)
+    assert np.mean(counts != whole) < 1e-4
+    np.testing.assert_allclose(last, whole_v, atol=1e-6)
+
+
+def test_spikes_naive_kernel():
+    """The step-by-step kernel (the benchmarks' baseline) is the formula too."""
+    rng = np.random.default_rng(7)
+    x = (rng.integers(-300, 600, (2, 40, 3)) / 256).astype("float32")
+    v0 = (rng.integers(0, 256, (2, 3)) / 256).astype("float32")
+    counts, voltage = kernels.integrate_spikes_naive(x, v0)
+    ref, ref_v = spikes_reference(x, v0)
+    np.testing.assert_array_equal(numpy(counts), ref)
+    np.testing.assert_array_equal(numpy(voltage), ref_v)
+
+
+@pytest.mark.parametrize("chunk", [1, 9, 2.0, True])
+def test_bad_chunk(chunk):
+    x, v0 = np.zeros((1, 4, 1), "float32"), np.zeros((1, 1), "float32")
+    with pytest.raises(ValueError, match="chunk"):
+        kernels.integrate_spikes(x, v0, chunk=chunk)
+    with pytest.raises(ValueError, match="chunk"):
+        kernels.lowpass(x, np.zeros(1, "float32"), v0, chunk=chunk)
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="only TensorFlow traces graphs whose time axis is unknown (None)",
+)
+def test_unknown_time_axis_in_a_tensorflow_graph():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(8)
+    x = random_increments(rng, (2, 77, 3))
+    v0 = rng.uniform(0, 1, (2, 3)).astype("float32")
+    log_a = np.array([-0.01, -0.3, -2.0], "float32")
+    spec = tf.TensorSpec((2, None, 3), tf.float32)
+
+    @tf.function(input_signature=[spec])
+    def run(x):
+        assert x.shape[1] is None
+        counts, voltage = kernels.integrate_spikes(x, v0)
+        return counts, voltage, kernels.lowpass(x, log_a, v0)
+
+    counts, voltage, y = run(x)
+    check_spikes(counts.numpy(), voltage.numpy(), x, v0)
+    assert_filter_close(y.numpy(), lowpass_reference(x, log_a, v0))
+
+
+# ---------------------------------------------------------------- filters ---
+
+# log_a = -dt/tau: slow (a ~ 1), typical, fast, and below float32 resolution
+LOG_A = np.array([-1e-4, -0.01, -0.1, -1.0, -5.0, -30.0], "float32")
+
+
+@pytest.mark.parametrize("chunk", [3, 8])
+@pytest.mark.parametrize("steps", [1, 17, 100, 1001])
+def test_lowpass_matches_reference(steps, chunk):
+    rng = np.random.default_rng(steps + chunk)
+    x = rng.normal(0, 10, (3, steps, LOG_A.size)).astype("float32")
+    y0 = rng.normal(0, 10, (3, LOG_A.size)).astype("float32")
+    y = run(lambda x, y0: kernels.lowpass(x, LOG_A, y0, chunk=chunk), x, y0)
+    assert_filter_close(y, lowpass_reference(x, LOG_A, y0))
+
+
+def test_lowpass_of_spikes_long_sequence():
+    """Sparse spike trains (mostly zeros) over 3000 steps."""
+    rng = np.random.default_rng(9)
+    x = (100 * (rng.uniform(size=(2, 3000, LOG_A.size)) < 0.05)).astype("float32")
+    y0 = np.zeros((2, LOG_A.size), "float32")
+    y = run(kernels.lowpass, x, LOG_A, y0)
+    assert_filter_close(y, lowpass_reference(x, LOG_A, y0))
+
+
+@pytest.mark.parametrize("levels", [0, 3])
+def test_lowpass_fixed_levels(levels):
+    rng = np.random.default_rng(10)
+    x = rng.normal(0, 1, (2, 300, LOG_A.size)).astype("float32")
+    y0 = rng.normal(0, 1, (2, LOG_A.size)).astype("float32")
+    y = run(lambda x, y0: kernels.lowpass(x, LOG_A, y0, levels=levels), x, y0)
+    assert_filter_close(y, lowpass_reference(x, LOG_A, y0))
+
+
+@pytest.mark.parametrize("split", [1, 40])
+def test_filters_continue_across_calls(split):
+    rng = np.random.default_rng(11)
+    x = rng.normal(0, 1, (2, 300, LOG_A.size)).astype("float32")
+    y0 = rng.normal(0, 1, (2, LOG_A.size)).astype("float32")
+    first = run(kernels.lowpass, x[:, :split], LOG_A, y0)
+    second = run(kernels.lowpass, x[:, split:], LOG_A, first[:, -1])
+    y = np.concatenate([first, second], axis=1)
+    assert_filter_close(y, lowpass_reference(x, LOG_A, y0))
+
+    p0, q0 = y0, -y0
+    head, (p, q) = run(kernels.alpha, x[:, :split], LOG_A, (p0, q0))
+    tail, (p, q) = run(kernels.alpha, x[:, split:], LOG_A, (p, q))
+    ref, ref_p, ref_q = alpha_reference(x, LOG_A, p0, q0)
+    assert_filter_close(np.concatenate([head, tail], axis=1), ref)
+    assert_filter_close(p, ref_p)
+    assert_filter_close(q, ref_q)
+
+
+@pytest.mark.parametrize("steps", [5, 1000])
+def test_alpha_matches_second_order_recurrence(steps):
+    rng = np.random.default_rng(12)
+    dt, tau = 0.001, np.array([0.0005, 0.005, 0.05, 5.0])
+    x = rng.normal(0, 5, (2, steps, tau.size)).astype("float32")
+    level = rng.normal(0, 1, tau.size).astype("float32")
+    log_a = (-dt / tau).astype("float32")
+    states = (np.tile(level, (2, 1)), np.tile(level, (2, 1)))
+    y, _ = run(kernels.alpha, x, log_a, states)
+    ref = alpha_at_rest_reference(x, -dt / log_a.astype(np.float64), dt, level)
+    assert_filter_close(y, ref)
+
+
+def test_filters_naive_kernels():
+    rng = np.random.default_rng(13)
+    x = rng.normal(0, 1, (2, 30, LOG_A.size)).astype("float32")
+    y0 = rng.normal(0, 1, (2, LOG_A.size)).astype("float32")
+    assert_filter_close(
+        numpy(kernels.lowpass_naive(x, LOG_A, y0)), lowpass_reference(x, LOG_A, y0)
+    )
+    y, _ = kernels.alpha_naive(x, LOG_A, (y0, y0))
+    assert_filter_close(numpy(y), alpha_reference(x, LOG_A, y0, y0)[0])
+
+
+# -------------------------------------------------------------- gradients ---
+
+GRAD_LOG_A = np.array([-0.002, -0.05, -0.4, -3.0], "float32")
+
+
+def finite_difference(loss, value, eps):
+    """Central differences of float64 ``loss`` w.r.t. each entry of ``value``."""
+    value = np.asarray(value, np.float64)
+    grad = np.zeros_like(value)
+    for index in np.ndindex(value.shape):
+        step = np.zeros_like(value)
+        step[index] = eps
+        grad[index] = (loss(value + step) - loss(value - step)) / (2 * eps)
+    return grad
+
+
+@pytest.mark.parametrize("filter_name", ["lowpass", "alpha"])
+@pytest.mark.parametrize("steps", [3, 300])
+def test_filter_gradients(filter_name, steps):
+    """Backend autodiff (the adjoint) against float64 finite differences.
+
+    The loss is a fixed random weighting of the output, so every step and
+    unit contributes; gradients for ``log_a`` (so ``tau``), the initial
+    level(s) and the input.
+    """
+    rng = np.random.default_rng(14 + steps)
+    x = rng.normal(0, 1, (2, steps, GRAD_LOG_A.size)).astype("float32")
+    y0 = rng.normal(0, 1, (2, GRAD_LOG_A.size)).astype("float32")
+    weight_np = rng.normal(0, 1, x.shape).astype("float32")
+    weight = ops.convert_to_tensor(weight_np)
+
+    if filter_name == "lowpass":
+
+        def loss(x, log_a, y0):
+            return ops.sum(kernels.lowpass(x, log_a, y0) * weight)
+
+        def reference(x, log_a, y0):
+            return np.sum(lowpass_reference(x, log_a, y0) * weight_np)
+
+    else:
+
+        def loss(x, log_a, y0):
+            return ops.sum(kernels.alpha(x, log_a, (y0, 0.5 * y0))[0] * weight)
+
+        def reference(x, log_a, y0):
+            return np.sum(alpha_reference(x, log_a, y0, 0.5 * y0)[0] * weight_np)
+
+    value, (grad_x, grad_log_a, grad_y0) = value_and_gradients(loss, x, GRAD_LOG_A, y0)
+    np.testing.assert_allclose(value, reference(x, GRAD_LOG_A, y0), rtol=1e-5)
+
+    x64, la64, y064 = (np.asarray(v, np.float64) for v in (x, GRAD_LOG_A, y0))
+    fd_log_a = finite_difference(lambda v: reference(x64, v, y064), la64, 1e-6)
+    fd_y0 = finite_difference(lambda v: reference(x64, la64, v), y064, 1e-4)
+    np.testing.assert_allclose(grad_log_a, fd_log_a, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(grad_y0, fd_y0, rtol=1e-3, atol=1e-5)
+    # the input gradient: the loss is linear in x, so a directional check
+    # along random directions is exact up to rounding
+    for seed in range(3):
+        direction = np.random.default_rng(seed).normal(size=x.shape)
+        fd = (
+            reference(x64 + direction, la64, y064)
+            - reference(x64 - direction, la64, y064)
+        ) / 2
+        np.testing.assert_allclose(np.sum(grad_x * direction), fd, rtol=1e-4)
+
+
+def test_lowpass_gradient_is_independent_of_chunking():
+    rng = np.random.default_rng(15)
+    x = rng.normal(0, 1, (2, 45, GRAD_LOG_A.size)).astype("float32")
+    y0 = rng.normal(0, 1, (2, GRAD_LOG_A.size)).astype("float32")
+    results = []
+    for chunk, levels in [(3, None), (8, 0)]:
+
+        def loss(x, log_a, y0, chunk=chunk, levels=levels):
+            y = kernels.lowpass(x, log_a, y0, chunk=chunk, levels=levels)
+            return ops.sum(y * y)
+
+        results.append(value_and_gradients(loss, x, GRAD_LOG_A, y0)[1])
+    for other in results[1:]:
+        for got, want in zip(other, results[0], strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)

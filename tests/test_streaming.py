@@ -1,0 +1,167 @@
+"""Streaming: stateful layers fed a sequence in chunks give the whole-sequence output.
+
+With ``stateful=True`` (fixed batch size) each call starts from the state the
+previous call ended in, so feeding a long sequence in chunks of any sizes,
+one step at a time included, must give the outputs of feeding it at once, and
+``reset_state()`` must start the sequence over.  Spikes must match exactly;
+filter outputs to float32 rounding (the chunked and the whole computation
+group the same sums differently).  The whole-sequence outputs are themselves
+checked against the NumPy references of ``tests/references.py``.
+"""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_spiking
+from tests import references
+from tests.harness import numpy
+
+BATCH, STEPS, FEATURES = 2, 30, 3
+DT = 1 / 64
+
+CHUNKINGS = {
+    "whole": [STEPS],
+    "single steps": [1] * STEPS,
+    "uneven": [3, 7, 1, 19],  # 19 > 2 chunks of 8 steps inside the kernels
+    "even": [10, 10, 10],
+}
+
+
+def integer_rates(shape, seed=0):
+    """Inputs whose rates times ``DT`` are exact: spikes are exact in float32."""
+    return np.random.default_rng(seed).integers(-20, 200, shape).astype("float32")
+
+
+def smooth_input(shape, seed=0):
+    rng = np.random.default_rng(seed)
+    return np.cumsum(rng.normal(size=shape), axis=1).astype("float32")
+
+
+def stream(call, x, sizes):
+    """Feed ``x`` to ``call`` in chunks of ``sizes`` steps; join the outputs."""
+    assert sum(sizes) == x.shape[1]
+    ends = np.cumsum(sizes)
+    chunks = [numpy(call(x[:, end - size : end])) for size, end in zip(sizes, ends)]
+    return np.concatenate(chunks, axis=1)
+
+
+def make_layer(kind, stateful):
+    if kind == "SpikingActivation":
+        return keras_spiking.SpikingActivation(
+            "relu", dt=DT, seed=7, stateful=stateful
+        )
+    cls = getattr(keras_spiking, kind)
+    return cls(
+        keras.initializers.RandomUniform(0.02, 0.2, seed=1),
+        dt=DT,
+        level_initializer=keras.initializers.RandomNormal(seed=2),
+        stateful=stateful,
+    )
+
+
+def layer_reference(kind, layer, x):
+    """NumPy output of ``layer`` (non-stateful, fresh) on the whole ``x``."""
+    if kind == "SpikingActivation":
+        v0 = numpy(keras_spiking.kernels.seeded_uniform(BATCH, FEATURES, 7))
+        return references.spikes(np.maximum(x, 0), DT, v0)[0]
+    filter_ = references.lowpass if kind == "Lowpass" else references.alpha
+    return filter_(x, numpy(layer.tau), DT, numpy(layer.initial_level))
+
+
+def assert_stream_equal(kind, got, want, message=""):
+    if kind == "SpikingActivation":
+        np.testing.assert_array_equal(got, want, err_msg=message)
+    else:
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=message)
+
+
+@pytest.mark.parametrize("kind", ["SpikingActivation", "Lowpass", "Alpha"])
+def test_layer_stream_equals_whole_sequence(kind):
+    x = integer_rates((BATCH, STEPS, FEATURES)) if kind == "SpikingActivation" else (
+        smooth_input((BATCH, STEPS, FEATURES))
+    )
+    layer = make_layer(kind, stateful=True)
+    whole = numpy(layer(x))  # builds; then carries the state on
+    layer.reset_state()
+    again = numpy(layer(x))
+    np.testing.assert_array_equal(again, whole)  # reset_state() restarts
+
+    reference = layer_reference(kind, layer, x)
+    if kind == "SpikingActivation":
+        np.testing.assert_array_equal(whole, reference)
+        assert (whole * DT >= 2).any() and (whole == 0).any()
+    else:
+        np.testing.assert_allclose(whole, reference, rtol=1e-4, atol=1e-4)
+
+    for name, sizes in CHUNKINGS.items():
+        layer.reset_state()
+        assert_stream_equal(kind, stream(layer, x, sizes), whole, name)
+
+
+@pytest.mark.parametrize("kind", ["SpikingActivation", "Lowpass", "Alpha"])
+def test_state_carries_on_without_reset(kind):
+    """Without ``reset_state()`` the second half continues from the first."""
+    x = integer_rates((BATCH, STEPS, FEATURES)) if kind == "SpikingActivation" else (
+        smooth_input((BATCH, STEPS, FEATURES))
+    )
+    layer = make_layer(kind, stateful=True)
+    whole = numpy(layer(x))
+    layer.reset_state()
+    half = STEPS // 2
+    first = numpy(layer(x[:, :half]))
+    second = numpy(layer(x[:, half:]))
+    assert_stream_equal(kind, np.concatenate([first, second], axis=1), whole)
+    # ... and differs from starting the second half afresh
+    layer.reset_state()
+    fresh = numpy(layer(x[:, half:]))
+    assert not np.allclose(fresh, second)
+
+
+def test_non_stateful_layer_does_not_carry_state():
+    layer = make_layer("Lowpass", stateful=False)
+    x = smooth_input((BATCH, STEPS, FEATURES))
+    np.testing.assert_array_equal(numpy(layer(x)), numpy(layer(x)))
+
+
+def build_model(stateful, batch):
+    inp = keras.Input(batch_shape=(batch, None, FEATURES))
+    x = keras_spiking.SpikingActivation(
+        "relu", dt=DT, seed=3, stateful=stateful, name="spikes"
+    )(inp)
+    x = keras.layers.Dense(5, name="dense")(x)
+    x = keras_spiking.Lowpass(0.05, dt=DT, stateful=stateful, name="lowpass")(x)
+    x = keras_spiking.Alpha(0.02, dt=DT, stateful=stateful, name="alpha")(x)
+    return keras.Model(inp, x)
+
+
+def reset_states(model):
+    for layer in model.layers:
+        if isinstance(layer, keras_spiking.temporal.TemporalLayer):
+            layer.reset_state()
+
+
+@pytest.mark.parametrize("method", ["call", "predict_on_batch"])
+def test_model_stream_equals_whole_sequence(method):
+    """A trained-style non-stateful model vs its stateful copy, streamed."""
+    x = integer_rates((BATCH, STEPS, FEATURES), seed=3)
+    model = build_model(stateful=False, batch=None)
+    model.get_layer("dense").set_weights(
+        [
+            np.random.default_rng(0).normal(size=(FEATURES, 5)).astype("float32")
+            * 0.05,
+            np.zeros(5, "float32"),
+        ]
+    )
+    whole = numpy(model(x))
+
+    streaming = build_model(stateful=True, batch=BATCH)
+    targets = {weight.path: weight for weight in streaming.weights}
+    for weight in model.weights:  # the stateful copy has state weights too
+        targets[weight.path].assign(numpy(weight.value))
+    call = streaming if method == "call" else streaming.predict_on_batch
+    for name, sizes in CHUNKINGS.items():
+        reset_states(streaming)
+        np.testing.assert_allclose(
+            stream(call, x, sizes), whole, rtol=1e-5, atol=1e-5, err_msg=name
+        )
