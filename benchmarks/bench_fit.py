@@ -10,7 +10,8 @@ on 60,000 synthetic samples (uniform [0, 1) images repeated over 10 steps,
 random labels: the speed does not depend on the data).  Each configuration
 runs in a fresh process pinned to ``--threads`` cores; ``--epochs`` epochs
 are run and the median of all but the first (which includes tracing and
-compilation) is reported, with the first shown apart.
+compilation) is reported, wall-clock and CPU time of the process (steadier
+on a shared machine), with the first epoch's wall-clock time shown apart.
 
 For reference on this machine kind, one thread (issue 5): the TensorFlow
 predecessor (KerasSpiking) took 4.7 s per epoch with ``model.fit``; the
@@ -65,7 +66,7 @@ def _child(args):
         import tensorflow as tf
 
         tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(int(os.environ.get("INTER", "1")))
 
     import keras_spiking
 
@@ -96,17 +97,18 @@ def _child(args):
     class Timer(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
-            self.times = []
+            self.times, self.cpu = [], []
 
         def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
+            self.start = (time.perf_counter(), time.process_time())
 
         def on_epoch_end(self, epoch, logs=None):
-            self.times.append(time.perf_counter() - self.start)
+            self.times.append(time.perf_counter() - self.start[0])
+            self.cpu.append(time.process_time() - self.start[1])
 
     timer = Timer()
     model.fit(x, y, batch_size=BATCH, epochs=args.epochs, verbose=0, callbacks=[timer])
-    print(json.dumps({"times": timer.times}), flush=True)
+    print(json.dumps({"times": timer.times, "cpu": timer.cpu}), flush=True)
 
 
 def main():
@@ -130,8 +132,8 @@ def main():
     ]
     print(f"load average at start: {os.getloadavg()}; threads: {args.threads}")
     print(
-        f"{'backend':<11} {'jit_compile':>11} {'s/epoch':>8} {'first':>7} "
-        f"{'predecessor':>11} {'ratio':>6}"
+        f"{'backend':<11} {'jit_compile':>11} {'s/epoch':>8} {'cpu s':>6} "
+        f"{'first':>6} {'predecessor':>11} {'ratio':>6}"
     )
     for backend, jit in configs:
         env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
@@ -142,12 +144,16 @@ def main():
         if out.returncode or not lines:
             print(f"{backend:<11} {str(jit):>11}  failed:\n{out.stderr[-2000:]}")
             continue
-        times = json.loads(lines[-1])["times"]
+        result = json.loads(lines[-1])
+        times, cpu = result["times"], result["cpu"]
         rest = sorted(times[1:]) or times
         median = rest[len(rest) // 2]
+        rest = sorted(cpu[1:]) or cpu
+        cpu_median = rest[len(rest) // 2]
         ref = PREDECESSORS.get(backend)
         print(
-            f"{backend:<11} {str(jit):>11} {median:>8.2f} {times[0]:>7.2f} "
+            f"{backend:<11} {str(jit):>11} {median:>8.2f} {cpu_median:>6.2f} "
+            f"{times[0]:>6.2f} "
             + (f"{ref:>11.1f} {median / ref:>6.2f}" if ref else f"{'-':>11} {'-':>6}")
         )
     print(f"load average at end: {os.getloadavg()}")

@@ -20,11 +20,15 @@ Then the numerics: spike mismatch rate of ``kernels.integrate_spikes``
 against a float64 NumPy step-by-step reference, on increments uniform in
 [-0.3, 1.7] (negative and multi-spike steps), and the lowpass's largest error
 relative to the reference's largest value; and the peak memory of one
-forward+backward at T=1000, measured in a fresh process as the peak resident
-set size above the level before the call (glibc told to return every block
-of 64 KiB or more to the OS on free, ``MALLOC_MMAP_THRESHOLD_=65536``; RSS
-sampled every 0.1 ms by a thread), plus JAX's own
-``compiled.memory_analysis()``.
+forward+backward at T=1000 in a fresh process (see ``_memory``: TensorFlow's
+allocator statistics, JAX's ``compiled.memory_analysis()``, PyTorch's peak
+resident set size).
+
+Timing: glibc's malloc is told to keep freed memory (``MALLOC_ARENA_MAX=1``,
+``MALLOC_MMAP_MAX_=0``, a large ``MALLOC_TRIM_THRESHOLD_``) so that a call
+does not pay page faults for fresh 16-160 MB buffers (about 1.5 ms per
+16 MB here, for every framework alike); ``--fresh-pages`` turns that off.
+``--clock cpu`` times the process's CPU time instead of wall-clock time.
 
 Usage::
 
@@ -75,40 +79,42 @@ class Runner:
             tf.config.threading.set_inter_op_parallelism_threads(1)
         self.keras = keras
 
-    # -- the three stacks, as functions of (x, tau, level) ----------------
+    # -- the stacks -------------------------------------------------------
 
-    def stacks(self):
+    @staticmethod
+    def stack():
+        """The two layers, in a model of their own."""
         import keras
-        from keras import ops
 
-        from keras_spiking import Lowpass, SpikingActivation, kernels
-        from keras_spiking.backend import straight_through
+        from keras_spiking import Lowpass, SpikingActivation
 
         model = keras.Sequential(
-            [
-                SpikingActivation("relu", dt=DT),
-                Lowpass(TAU, dt=DT),
-            ]
+            [SpikingActivation("relu", dt=DT), Lowpass(TAU, dt=DT)]
         )
         model.build((BATCH, None, UNITS))
+        return model
 
-        v0 = ops.convert_to_tensor(
-            __import__("numpy").random.default_rng(0).uniform(0, 1, (BATCH, UNITS)),
-            "float32",
-        )
+    @staticmethod
+    def naive_kernels(fn):
+        """``fn`` run with the layers' kernels swapped for the step-by-step
+        ones, so that both stacks go through the same Keras layers."""
+        from keras_spiking import kernels
 
-        def naive(x, tau, level):
-            rates = ops.relu(x)
-            counts, _ = kernels.integrate_spikes_naive(
-                ops.stop_gradient(rates) * DT, v0
+        fast = (kernels.integrate_spikes, kernels.lowpass)
+
+        def run(*args):
+            kernels.integrate_spikes = lambda x, v0, **_: (
+                kernels.integrate_spikes_naive(x, v0)
             )
-            spikes = straight_through(rates, counts / DT)
-            y0 = ops.broadcast_to(level[None], (ops.shape(x)[0], UNITS))
-            return kernels.lowpass_naive(spikes, -DT / tau, y0)
+            kernels.lowpass = lambda x, log_a, y0, **_: kernels.lowpass_naive(
+                x, log_a, y0
+            )
+            try:
+                return fn(*args)
+            finally:
+                kernels.integrate_spikes, kernels.lowpass = fast
 
-        return model, naive
-
-    # -- timing helpers ---------------------------------------------------
+        return run
 
     def sync(self, value):
         if self.backend == "jax":
@@ -122,122 +128,116 @@ class Runner:
         return value
 
     def functions(self, x_np):
-        """``{name: (forward, forward_backward)}``, zero-argument callables."""
-        model, naive = self.stacks()
-        keras = self.keras
-        ops = keras.ops
-        x = ops.convert_to_tensor(x_np)
-        tau = ops.convert_to_tensor(__import__("numpy").full((UNITS,), TAU, "float32"))
-        level = ops.zeros((UNITS,))
+        """``{name: (forward, forward_backward)}``, zero-argument callables.
+
+        Forward+backward: gradients of ``sum(output)`` for the input and every
+        trainable weight (``tau``, the initial level).
+        """
+        x = self.keras.ops.convert_to_tensor(x_np)
+        models = {"fast": self.stack(), "naive": self.stack()}
+        wrap = {"fast": lambda fn: fn, "naive": self.naive_kernels}
 
         if self.backend == "tensorflow":
             import tensorflow as tf
 
-            def grad_of(fn, jit):
+            def forward(model, jit):
+                return tf.function(lambda x: model(x, training=False), jit_compile=jit)
+
+            def backward(model, jit):
                 @tf.function(jit_compile=jit)
                 def step(x):
                     with tf.GradientTape() as tape:
                         tape.watch(x)
-                        loss = tf.reduce_sum(fn(x))
-                    return tape.gradient(loss, [x] + fn.variables)
+                        loss = tf.reduce_sum(model(x, training=True))
+                    return tape.gradient(loss, [x] + model.trainable_variables)
 
                 return step
 
-            def fast(x, training=False):
-                return model(x, training=training)
+            def relu_backward(x):
+                with tf.GradientTape() as tape:
+                    tape.watch(x)
+                    loss = tf.reduce_sum(tf.nn.relu(x))
+                return tape.gradient(loss, x)
 
-            fast.variables = model.trainable_variables
-            tau_v, level_v = tf.Variable(tau), tf.Variable(level)
-
-            def naive_fn(x):
-                return naive(x, tau_v, level_v)
-
-            naive_fn.variables = [tau_v, level_v]
-
-            def relu(x):
-                return tf.nn.relu(x)
-
-            relu.variables = []
-            fast_train = lambda x: fast(x, training=True)  # noqa: E731
-            fast_train.variables = fast.variables
-
-            def bind(compiled):
-                return lambda: compiled(x)
-
-            return {
+            # keras.ops.scan has no fixed trip count: no XLA for the naive loop
+            jit = {"fast": True, "naive": False}
+            functions = {
                 "relu": (
-                    bind(tf.function(relu, jit_compile=True)),
-                    bind(grad_of(relu, True)),
-                ),
-                "fast": (
-                    bind(tf.function(fast, jit_compile=True)),
-                    bind(grad_of(fast_train, True)),
-                ),
-                "naive": (bind(tf.function(naive_fn)), bind(grad_of(naive_fn, False))),
+                    tf.function(tf.nn.relu, jit_compile=True),
+                    tf.function(relu_backward, jit_compile=True),
+                )
+            }
+            for name, model in models.items():
+                functions[name] = (
+                    wrap[name](forward(model, jit[name])),
+                    wrap[name](backward(model, jit[name])),
+                )
+            return {
+                name: tuple((lambda f=f: f(x)) for f in pair)
+                for name, pair in functions.items()
             }
 
         if self.backend == "jax":
             import jax
 
-            trainable = [v.value for v in model.trainable_variables]
-            fixed = [v.value for v in model.non_trainable_variables]
-
-            def fast(train, x, training):
-                y, _ = model.stateless_call(train, fixed, x, training=training)
-                return y
+            self.memory_fns = {}
 
             def loss_of(fn):
                 return lambda *a: jax.numpy.sum(fn(*a))
 
-            fast_fwd = jax.jit(lambda x: fast(trainable, x, False))
-            fast_bwd = jax.jit(
-                jax.grad(loss_of(lambda x, t: fast(t, x, True)), argnums=(0, 1))
-            )
-            naive_fwd = jax.jit(naive)
-            naive_bwd = jax.jit(jax.grad(loss_of(naive), argnums=(0, 1, 2)))
             relu_fwd = jax.jit(jax.nn.relu)
             relu_bwd = jax.jit(jax.grad(loss_of(jax.nn.relu)))
-            self.memory_fn = (fast_bwd, (x, trainable))
-            return {
-                "relu": (lambda: relu_fwd(x), lambda: relu_bwd(x)),
-                "fast": (lambda: fast_fwd(x), lambda: fast_bwd(x, trainable)),
-                "naive": (
-                    lambda: naive_fwd(x, tau, level),
-                    lambda: naive_bwd(x, tau, level),
-                ),
-            }
+            result = {"relu": (lambda: relu_fwd(x), lambda: relu_bwd(x))}
+            for name, model in models.items():
+                trainable = [v.value for v in model.trainable_variables]
+                fixed = [v.value for v in model.non_trainable_variables]
+
+                def call(train, x, training, model=model, fixed=fixed):
+                    return model.stateless_call(train, fixed, x, training=training)[0]
+
+                fwd = jax.jit(wrap[name](lambda x, t, call=call: call(t, x, False)))
+                bwd = jax.jit(
+                    wrap[name](
+                        jax.grad(
+                            loss_of(lambda x, t, call=call: call(t, x, True)),
+                            argnums=(0, 1),
+                        )
+                    )
+                )
+                result[name] = (
+                    lambda f=fwd, t=trainable: f(x, t),
+                    lambda f=bwd, t=trainable: f(x, t),
+                )
+                self.memory_fns[name] = (bwd, (x, trainable))
+            return result
 
         import torch
 
-        def backward(fn, *leaves):
-            def run():
-                leaves_ = [v.detach().requires_grad_(True) for v in leaves]
-                fn(*leaves_).sum().backward()
-                return [v.grad for v in leaves_]
-
-            return run
-
-        def backward_model():
-            model.zero_grad()
+        def relu_backward():
             xg = x.detach().requires_grad_(True)
-            model(xg, training=True).sum().backward()
+            torch.relu(xg).sum().backward()
             return xg.grad
 
-        def no_grad(fn):
+        def forward(model):
             def run():
                 with torch.no_grad():
-                    return fn()
+                    return model(x, training=False)
 
             return run
 
-        return {
-            "relu": (no_grad(lambda: torch.relu(x)), backward(torch.relu, x)),
-            "fast": (no_grad(lambda: model(x, training=False)), backward_model),
-            "naive": (
-                no_grad(lambda: naive(x, tau, level)),
-                backward(naive, x, tau, level),
-            ),
-        }
+        def backward(model):
+            def run():
+                model.zero_grad()
+                xg = x.detach().requires_grad_(True)
+                model(xg, training=True).sum().backward()
+                return xg.grad
+
+            return run
+
+        result = {"relu": (lambda: torch.relu(x), relu_backward)}
+        for name, model in models.items():
+            result[name] = (wrap[name](forward(model)), wrap[name](backward(model)))
+        return result
 
     def time(self, fn, repeats, budget, clock):
         """Median seconds of ``repeats`` runs after two warm-up calls."""
@@ -328,45 +328,71 @@ def _numerics(backend, args):
 
 
 def _memory(backend, args):
+    """Peak memory of one forward+backward at T=1000, above the level before.
+
+    TensorFlow: its allocator's own statistics (``get_memory_info``, which
+    XLA's buffers go through).  JAX: ``compiled.memory_analysis()`` (the
+    temporaries plus the outputs of the compiled step).  PyTorch: the peak
+    resident set size above the level before the call, sampled every 0.1 ms
+    by a thread, with glibc returning every block of 64 KiB or more to the
+    OS on free (``MALLOC_MMAP_THRESHOLD_=65536``).
+    """
     import numpy as np
 
     runner = Runner(backend, args.threads)
     steps = 1000
     x_np = np.random.default_rng(0).normal(50, 100, (BATCH, steps, UNITS))
     fns = runner.functions(x_np.astype("float32"))
+    row = {"backend": backend, "steps": steps, "input": x_np.size * 4}
+    for name in ("relu", "fast", "naive"):
+        fn = fns[name][1]
+        for _ in range(2):
+            runner.sync(fn())
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            base = tf.config.experimental.get_memory_info("CPU:0")["current"]
+            tf.config.experimental.reset_memory_stats("CPU:0")
+            result = runner.sync(fn())
+            row[name] = tf.config.experimental.get_memory_info("CPU:0")["peak"] - base
+        elif backend == "jax":
+            if name == "relu":
+                row[name] = x_np.size * 4  # the gradient, the only buffer
+                continue
+            compiled, call_args = runner.memory_fns[name]
+            stats = compiled.lower(*call_args).compile().memory_analysis()
+            row[name] = stats.temp_size_in_bytes + stats.output_size_in_bytes
+        else:
+            row[name] = _peak_rss(lambda fn=fn: runner.sync(fn()))
+        result = None
+        del result
+    print(json.dumps(row), flush=True)
+
+
+def _peak_rss(fn):
+    """Peak resident set size above the level before ``fn()``, sampled."""
     page = os.sysconf("SC_PAGE_SIZE")
 
     def rss():
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * page
 
-    row = {"backend": backend, "steps": steps, "input": x_np.size * 4}
-    for name in ("relu", "fast"):
-        fn = fns[name][1]
-        for _ in range(2):
-            runner.sync(fn())
-        base, peak, done = rss(), [0], [False]
+    base, peak, done = rss(), [0], [False]
 
-        def sample(base=base, peak=peak, done=done):
-            while not done[0]:
-                peak[0] = max(peak[0], rss() - base)
-                time.sleep(1e-4)
+    def sample():
+        while not done[0]:
+            peak[0] = max(peak[0], rss() - base)
+            time.sleep(1e-4)
 
-        thread = threading.Thread(target=sample)
-        thread.start()
-        time.sleep(0.01)
-        result = runner.sync(fn())
-        time.sleep(0.01)
-        done[0] = True
-        thread.join()
-        del result
-        row[name] = peak[0]
-    if backend == "jax":
-        fn, fn_args = runner.memory_fn
-        stats = fn.lower(*fn_args).compile().memory_analysis()
-        row["xla_temp"] = stats.temp_size_in_bytes
-        row["xla_out"] = stats.output_size_in_bytes
-    print(json.dumps(row), flush=True)
+    thread = threading.Thread(target=sample)
+    thread.start()
+    time.sleep(0.01)
+    result = fn()
+    time.sleep(0.01)
+    done[0] = True
+    thread.join()
+    del result
+    return peak[0]
 
 
 # --------------------------------------------------------------- parent ---
@@ -477,21 +503,17 @@ def main():
                 )
     if "memory" not in args.skip:
         print(
-            "\npeak memory of one forward+backward at T=1000 (MB above the "
-            "level before the call; input 16.4 MB)"
+            "\npeak memory of one forward+backward at T=1000, MB above the level "
+            "before the call (input: 16.4 MB)"
+        )
+        print(
+            f"{'backend':<11} {'relu':>8} {'fast':>8} {'naive':>8} {'fast/input':>11}"
         )
         for b in backends:
             for r in _run_child(b, args, "memory"):
-                extra = ""
-                if "xla_temp" in r:
-                    extra = (
-                        f"  (XLA memory_analysis: temp {r['xla_temp'] / 1e6:.1f} MB"
-                        f" + outputs {r['xla_out'] / 1e6:.1f} MB)"
-                    )
                 print(
-                    f"{r['backend']:<11} relu {r['relu'] / 1e6:7.1f}   "
-                    f"stack {r['fast'] / 1e6:7.1f} = {r['fast'] / r['input']:.1f}x "
-                    f"input{extra}"
+                    f"{r['backend']:<11} {r['relu'] / 1e6:8.1f} {r['fast'] / 1e6:8.1f} "
+                    f"{r['naive'] / 1e6:8.1f} {r['fast'] / r['input']:11.1f}"
                 )
     print(f"load average at end: {os.getloadavg()}")
 

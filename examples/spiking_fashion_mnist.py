@@ -383,7 +383,7 @@ def parse_args(argv):
         "--shuffle",
         action="store_true",
         help="shuffle the training images every epoch (default: data order, as "
-        "in the reference walkthrough; shuffling gains 1-3 accuracy points)",
+        "in the reference walkthrough; shuffling gains up to a few accuracy points)",
     )
     parser.add_argument(
         "--limit",
@@ -418,7 +418,7 @@ def run(args, data, folder):
     plot_samples(x_train, y_train, folder / "samples.png")
     x_train = x_train.astype("float32") / 255
     x_test = x_test.astype("float32") / 255
-    print(f"images scaled to [0, 1]; 25 training images in {folder.name}/samples.png")
+    print("images scaled to [0, 1]; 25 training images in samples.png")
 
     heading("2. Non-spiking baseline")
     keras.utils.set_random_seed(args.seed)

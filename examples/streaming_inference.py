@@ -71,7 +71,8 @@ def copy_weights(source, dest):
         if not layer.weights:
             continue
         values = layer.get_weights()  # NumPy copies
-        for value, target in zip(values, dest.get_layer(layer.name).weights):
+        targets = dest.get_layer(layer.name).weights[: len(values)]
+        for value, target in zip(values, targets, strict=True):
             target.assign(value)
 
 
@@ -97,7 +98,7 @@ def main():
     model.fit(
         np.repeat(x_train, TRAIN_STEPS, axis=1),
         y_train,
-        batch_size=64,
+        batch_size=128,
         epochs=5,
         verbose=2,
     )

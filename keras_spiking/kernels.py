@@ -69,6 +69,12 @@ def _static(size):
     return size if isinstance(size, int) else None
 
 
+def _width(x):
+    """Values per step (batch x units) if static, else None."""
+    batch, units = _static(x.shape[0]), _static(x.shape[2])
+    return None if batch is None or units is None else batch * units
+
+
 def _one_minus_exp(log_a):
     """``1 - exp(log_a)`` to float32 precision for ``log_a <= 0``.
 
@@ -105,9 +111,25 @@ def _levels_for(steps, chunk, top):
 
 #: ``levels`` for a symbolic number of steps: one loop iteration per step.
 STEPWISE = -1
+#: Static lengths up to this also take the loop (``keras.ops.scan``).
+STEPWISE_MAX = 16
 
 
-def _default_levels(steps, chunk, top):
+def _loop(step, init, xs, reverse=False):
+    """``keras.ops.scan`` of ``step`` over axis 1 of ``xs``, outputs stacked
+    on axis 1; unrolled for up to ``STEPWISE_MAX`` static steps (a while loop
+    costs about 1 ms a call under XLA on TensorFlow)."""
+    steps = _static(xs.shape[1])
+    if steps is not None and steps <= STEPWISE_MAX:
+        carry, outputs = init, [None] * steps
+        for t in range(steps - 1, -1, -1) if reverse else range(steps):
+            carry, outputs[t] = step(carry, xs[:, t])
+        return ops.stack(outputs, axis=1)
+    _, ys = ops.scan(step, init, ops.transpose(xs, (1, 0, 2)), reverse=reverse)
+    return ops.transpose(ys, (1, 0, 2))
+
+
+def _default_levels(steps, chunk, top, width=None):
     """``_levels_for`` the static size ``steps``; ``STEPWISE`` if symbolic.
 
     A symbolic size (JAX shape polymorphism, as in ``model.export`` with a
@@ -117,6 +139,10 @@ def _default_levels(steps, chunk, top):
     """
     if not (steps is None or isinstance(steps, int) or ops.is_tensor(steps)):
         return STEPWISE
+    if isinstance(steps, int) and steps <= STEPWISE_MAX:
+        return STEPWISE  # a few steps cost less as a loop than as chunked sums
+    if isinstance(steps, int) and _backend.loop_is_cheaper(steps, width):
+        return STEPWISE  # measured per backend and device
     # a tensor: torch's ONNX tracer records sizes as tensors (chunked kernels)
     return _levels_for(_static(steps), chunk, top)
 
@@ -178,8 +204,7 @@ def _running_sum_mod(q, start, chunk, levels):
             v = _backend.residue(v + q_t, FRACTION_BITS)
             return v, v
 
-        _, v = ops.scan(step, start, ops.transpose(q, (1, 0, 2)))
-        return ops.transpose(v, (1, 0, 2))
+        return _loop(step, start, q)
     if levels == 0:
         total = ops.cumsum(q, axis=1) + ops.expand_dims(start, 1)
         return _backend.residue(total, FRACTION_BITS)
@@ -225,7 +250,7 @@ def integrate_spikes(x, v0, chunk=CHUNK, levels=None):
     _check_chunk(chunk, 8)
     x, v0 = ops.convert_to_tensor(x), ops.convert_to_tensor(v0)
     if levels is None:
-        levels = _default_levels(x.shape[1], chunk, _SPIKE_TOP)
+        levels = _default_levels(x.shape[1], chunk, _SPIKE_TOP, _width(x))
     # x = k + r exactly, with k = round(x) and |r| <= 1/2 (Sterbenz); r in
     # fixed point is ``signed``, and q = signed mod 2**27 its residue
     nearest = ops.round(x)
@@ -295,8 +320,7 @@ def _scan(u, log_a, y0, chunk, levels, reverse=False):
             y = a * y + u_t
             return y, y
 
-        _, y = ops.scan(step, y0, ops.transpose(u, (1, 0, 2)), reverse=reverse)
-        return ops.transpose(y, (1, 0, 2))
+        return _loop(step, y0, u, reverse)
     if levels == 0:
         return _dense_scan(u, log_a, y0, reverse)
     steps, static_steps = ops.shape(u)[1], _static(u.shape[1])
@@ -387,7 +411,7 @@ def lowpass(x, log_a, y0, chunk=CHUNK, levels=None):
     _check_chunk(chunk, 8)
     x, log_a, y0 = (ops.convert_to_tensor(v) for v in (x, log_a, y0))
     if levels is None:
-        levels = _default_levels(x.shape[1], chunk, _FILTER_TOP)
+        levels = _default_levels(x.shape[1], chunk, _FILTER_TOP, _width(x))
     return _lowpass_function(chunk, levels)(x, log_a, y0)
 
 
@@ -476,6 +500,13 @@ def _cube_mix(h, multiplier, offset):
     return _divmod_prime(_divmod_prime(h * h)[1] * h)[1]
 
 
+#: (multiplier, offset) of each mixing round, for the two lanes of the hash.
+_LANES = (
+    ((3571, 1013), (7919, 2741), (5003, 4099), (6007, 8191), (9001, 12007)),
+    ((4111, 2203), (8737, 3307), (5527, 6151), (6899, 9203), (10007, 15013)),
+)
+
+
 def seeded_uniform(batch_size, units, seed):
     """Deterministic uniform ``[0, 1)`` values of shape ``(batch_size, units)``.
 
@@ -489,15 +520,20 @@ def seeded_uniform(batch_size, units, seed):
     ones = ops.broadcast_to(ops.ones((1, 1), dtype="int32"), (batch_size, 1))
     b = ops.cumsum(ones, axis=0) - 1
     n = ops.expand_dims(ops.arange(0, units, dtype="int32"), 0)
-    h = ops.full_like(b, int(seed) % _PRIME) + ops.zeros_like(n)
+    start = ops.full_like(b, int(seed) % _PRIME) + ops.zeros_like(n)
     n_high, n_low = _divmod_prime(n)
     b_high, b_low = _divmod_prime(b)
-    h = _cube_mix(h + n_low, 3571, 1013)
-    h = _cube_mix(h + n_high, 7919, 2741)
-    h = _cube_mix(h + b_low, 5003, 4099)
-    h = _cube_mix(h + b_high, 6007, 8191)
-    high = _cube_mix(h, 9001, 12007)
-    low = _cube_mix(high, 10007, 15013)
+    # two independent lanes (different constants all the way), so that the
+    # pair (high, low) takes up to PRIME**2 values, not PRIME
+    lanes = []
+    for constants in _LANES:
+        h = start
+        for index, (multiplier, offset) in zip(
+            (n_low, n_high, b_low, b_high, None), constants, strict=True
+        ):
+            h = _cube_mix(h if index is None else h + index, multiplier, offset)
+        lanes.append(h)
+    high, low = lanes
     # times the reciprocal, not divided: XLA turns a division by a constant
     # into this product, so dividing gives values one ulp apart on JAX
     value = ops.cast(high * _PRIME + low, "float32") * (1.0 / (_PRIME * _PRIME))

@@ -22,10 +22,10 @@ import pytest  # noqa: E402
 @pytest.fixture(autouse=True)
 def _fresh_keras_state():
     """Each test starts from Keras' defaults and a fixed NumPy seed."""
-    keras.backend.clear_session()
-    np.random.seed(0)
+    keras.backend.clear_session(free_memory=False)
+    np.random.seed(0)  # noqa: NPY002 - for any code using the global RNG
     yield
-    keras.backend.clear_session()
+    keras.backend.clear_session(free_memory=False)
 
 
 def pytest_report_header(config):

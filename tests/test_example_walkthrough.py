@@ -1,7 +1,7 @@
 """Smoke test of ``examples/spiking_fashion_mnist.py`` under the current backend.
 
 Runs the whole walkthrough in-process on the embedded small data (the first
-3,000 training images, all 1,000 test images, one epoch) and checks its
+1,500 training images, all 1,000 test images, one epoch) and checks its
 summary table and figures; and checks that missing or corrupt data fail with
 one clear line and leave no output folder behind.
 """
@@ -55,7 +55,7 @@ def _read_summary(folder):
 
 def test_walkthrough_end_to_end(example, tmp_path):
     out = tmp_path / "out"
-    argv = ["--epochs", "1", "--limit", "3000", "--seed", "0", "--out", str(out)]
+    argv = ["--epochs", "1", "--limit", "1500", "--seed", "0", "--out", str(out)]
     assert example.main(argv) == 0
 
     summary, keys = _read_summary(out)

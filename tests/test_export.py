@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 
 import keras_spiking
-from tests.harness import numpy
 
 FEATURES = 4
 SEED = 5
@@ -58,7 +57,7 @@ def model_and_outputs():
     keras.backend.clear_session()
     model = build_model()
     inputs = make_inputs()
-    outputs = [[numpy(y) for y in model(x)] for x in inputs]
+    outputs = [model.predict(x, verbose=0) for x in inputs]
     return model, inputs, outputs
 
 
@@ -78,7 +77,7 @@ def keras_cannot_export(fmt, directory):
 
 def assert_outputs_equal(got, want, message):
     assert len(got) == len(OUTPUTS), message
-    for name, g, w in zip(OUTPUTS, got, want):
+    for name, g, w in zip(OUTPUTS, got, want, strict=True):
         g = np.asarray(g)
         assert g.shape == w.shape, f"{message}, {name}"
         if name == "spikes":
@@ -105,7 +104,7 @@ def test_tf_saved_model(model_and_outputs, tmp_path):
     reloaded = tf.saved_model.load(path)
     signature = reloaded.serve.concrete_functions[0].structured_input_signature
     assert signature[0][0].shape.as_list() == [None, None, FEATURES]
-    for x, want in zip(inputs, outputs):
+    for x, want in zip(inputs, outputs, strict=True):
         got = [y.numpy() for y in reloaded.serve(tf.constant(x))]
         assert_outputs_equal(got, want, f"SavedModel, input {x.shape}")
 
@@ -129,6 +128,6 @@ def test_onnx(model_and_outputs, tmp_path):
     assert not isinstance(batch, int) and not isinstance(steps, int), (
         f"batch and time axes should be dynamic; got {input_info.shape}"
     )
-    for x, want in zip(inputs, outputs):
+    for x, want in zip(inputs, outputs, strict=True):
         got = session.run(None, {input_info.name: x})
         assert_outputs_equal(got, want, f"ONNX, input {x.shape}")

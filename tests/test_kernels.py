@@ -172,13 +172,15 @@ def test_spikes_thresholds_and_edges():
     np.testing.assert_allclose(voltage, ref_v, atol=2**-24)
 
 
-@pytest.mark.parametrize("levels", [0, 2])
+@pytest.mark.parametrize("levels", [kernels.STEPWISE, 0, 2])
 def test_spikes_fixed_levels(levels):
     """The path for a time axis unknown when tracing (``levels`` fixed).
 
     With ``levels=0`` the whole sequence is one running sum of int32
     fixed-point values, which wraps around past ``2**31``: only the value
-    modulo ``2**27`` is used, so the result must not change.
+    modulo ``2**27`` is used, so the result must not change.  ``STEPWISE``
+    is the loop over time (symbolic lengths, and where a backend says a loop
+    is cheaper).
     """
     rng = np.random.default_rng(5)
     x = random_increments(rng, (2, 500, 4))
@@ -202,6 +204,17 @@ def test_spikes_continue_across_calls(split):
     whole, whole_v = run(kernels.integrate_spikes, x, v0)
     assert np.mean(counts != whole) < 1e-4
     np.testing.assert_allclose(last, whole_v, atol=1e-6)
+
+
+def test_wide_inputs():
+    """2048 values per step: the width at which JAX on CPU takes the loop."""
+    rng = np.random.default_rng(16)
+    x = random_increments(rng, (16, 150, 128))
+    v0 = rng.uniform(0, 1, (16, 128)).astype("float32")
+    counts, voltage = run(kernels.integrate_spikes, x, v0)
+    check_spikes(counts, voltage, x, v0)
+    y = run(kernels.lowpass, x, np.full(128, -0.1, "float32"), v0)
+    assert_filter_close(y, lowpass_reference(x, np.full(128, -0.1), v0))
 
 
 def test_spikes_naive_kernel():
@@ -273,7 +286,7 @@ def test_lowpass_of_spikes_long_sequence():
     assert_filter_close(y, lowpass_reference(x, LOG_A, y0))
 
 
-@pytest.mark.parametrize("levels", [0, 3])
+@pytest.mark.parametrize("levels", [kernels.STEPWISE, 0, 3])
 def test_lowpass_fixed_levels(levels):
     rng = np.random.default_rng(10)
     x = rng.normal(0, 1, (2, 300, LOG_A.size)).astype("float32")
@@ -396,7 +409,7 @@ def test_lowpass_gradient_is_independent_of_chunking():
     x = rng.normal(0, 1, (2, 45, GRAD_LOG_A.size)).astype("float32")
     y0 = rng.normal(0, 1, (2, GRAD_LOG_A.size)).astype("float32")
     results = []
-    for chunk, levels in [(3, None), (8, 0)]:
+    for chunk, levels in [(3, None), (8, 0), (8, kernels.STEPWISE)]:
 
         def loss(x, log_a, y0, chunk=chunk, levels=levels):
             y = kernels.lowpass(x, log_a, y0, chunk=chunk, levels=levels)

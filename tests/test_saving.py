@@ -97,6 +97,7 @@ LOAD_SCRIPT = textwrap.dedent(
     import numpy as np
     import keras_spiking  # registers the classes
 
+    OUTPUTS = ("spikes", "lowpass", "alpha", "pool")
     model_path, inputs_path, out_path = sys.argv[1:]
     model = keras.saving.load_model(model_path)
     result = {"config": np.array(json.dumps(model.get_config(), sort_keys=True))}
@@ -106,27 +107,23 @@ LOAD_SCRIPT = textwrap.dedent(
     inputs = np.load(inputs_path)
     for name in inputs.files:
         outputs = model.predict(inputs[name], verbose=0)
-        for output, value in zip(%r, outputs):
+        for output, value in zip(OUTPUTS, outputs, strict=True):
             result[f"{name}:{output}"] = keras.ops.convert_to_numpy(value)
     np.savez(out_path, **result)
     """
-    % (OUTPUTS,)
 )
 
 
-def load_under(backend, model_path, inputs_path, out_path):
+def start_loading(backend, model_path, inputs_path, out_path):
+    """Start ``LOAD_SCRIPT`` under ``backend`` (the three run concurrently)."""
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run(
+    return subprocess.Popen(
         [sys.executable, "-c", LOAD_SCRIPT, model_path, inputs_path, out_path],
         env=env,
-        capture_output=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=300,
     )
-    assert proc.returncode == 0, (
-        f"loading under {backend} failed:\n{proc.stderr[-3000:]}"
-    )
-    return np.load(out_path)
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +150,7 @@ def saved(tmp_path_factory):
     inputs_path = str(directory / "inputs.npz")
     np.savez(inputs_path, **inputs)
     outputs = {
-        name: dict(zip(OUTPUTS, model.predict(x, verbose=0)))
+        name: dict(zip(OUTPUTS, model.predict(x, verbose=0), strict=True))
         for name, x in inputs.items()
     }
     return {
@@ -222,11 +219,28 @@ def test_loaded_model_has_the_same_objects(saved):
     assert loaded.get_layer("spikes").seed == SEED
 
 
+@pytest.fixture(scope="module")
+def loading(saved):
+    """The three loading subprocesses, started together: ``{backend: (proc, out)}``."""
+    started = {}
+    for backend in BACKENDS:
+        out_path = str(saved["directory"] / f"loaded_{backend}.npz")
+        proc = start_loading(backend, saved["path"], saved["inputs_path"], out_path)
+        started[backend] = (proc, out_path)
+    yield started
+    for proc, _ in started.values():
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_load_under_each_backend(saved, backend):
+def test_load_under_each_backend(saved, loading, backend):
     here = keras.backend.backend()
-    out_path = str(saved["directory"] / f"loaded_{backend}.npz")
-    loaded = load_under(backend, saved["path"], saved["inputs_path"], out_path)
+    proc, out_path = loading[backend]
+    _, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, f"loading under {backend} failed:\n{stderr[-3000:]}"
+    loaded = np.load(out_path)
 
     assert str(loaded["config"]) == saved["config"], f"{here} -> {backend}"
     for key, value in saved["weights"].items():

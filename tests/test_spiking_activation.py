@@ -383,6 +383,12 @@ def test_non_positive_dt_is_rejected(dt):
         SpikingActivation("relu", dt=dt, name="bad_dt")
 
 
+def test_trainable_dt_variable_is_rejected():
+    dt = keras.Variable(0.01)  # trainable by default: a time step is not learned
+    with pytest.raises(ValueError, match="bad_dt.*trainable=False"):
+        SpikingActivation("relu", dt=dt, name="bad_dt")
+
+
 def test_non_numeric_dt_is_rejected():
     with pytest.raises(TypeError, match="bad_dt.*dt"):
         SpikingActivation("relu", dt="fast", name="bad_dt")

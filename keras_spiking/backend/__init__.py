@@ -12,6 +12,8 @@ Each backend has one small module here; this is the only place that looks at
   sum along axis 2 of a rank-4 tensor of short chunks, each started from
   ``initial``.
 * ``residue(x, bits)``: ``x mod 2**bits`` for int32 tensors.
+* ``loop_is_cheaper(steps, width)``: whether a compiled loop over time beats
+  the chunked kernels for this backend and device (a speed hint).
 """
 
 import keras
@@ -22,6 +24,7 @@ if _BACKEND == "tensorflow":
     from keras_spiking.backend._tensorflow import (
         chunk_cumsum,
         custom_vjp,
+        loop_is_cheaper,
         residue,
         straight_through,
     )
@@ -29,6 +32,7 @@ elif _BACKEND == "jax":
     from keras_spiking.backend._jax import (
         chunk_cumsum,
         custom_vjp,
+        loop_is_cheaper,
         residue,
         straight_through,
     )
@@ -36,6 +40,7 @@ elif _BACKEND == "torch":
     from keras_spiking.backend._torch import (
         chunk_cumsum,
         custom_vjp,
+        loop_is_cheaper,
         residue,
         straight_through,
     )
@@ -45,4 +50,10 @@ else:  # pragma: no cover - only the three backends are supported
         f"not {_BACKEND!r}"
     )
 
-__all__ = ["chunk_cumsum", "custom_vjp", "residue", "straight_through"]
+__all__ = [
+    "chunk_cumsum",
+    "custom_vjp",
+    "loop_is_cheaper",
+    "residue",
+    "straight_through",
+]

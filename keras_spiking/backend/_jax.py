@@ -1,5 +1,5 @@
 """JAX shim: ``straight_through``, ``custom_vjp``, ``chunk_cumsum``,
-``residue``."""
+``residue``, ``loop_is_cheaper``."""
 
 import jax
 
@@ -60,3 +60,16 @@ def chunk_cumsum(x, initial=None, reverse=False, overwrite=False):
 def residue(x, bits):
     """``x mod 2**bits`` for int32 ``x`` (two's complement, so a bit mask)."""
     return jax.numpy.bitwise_and(x, (1 << bits) - 1)
+
+
+def loop_is_cheaper(steps, width):
+    """Whether a compiled loop over ``steps`` beats the chunked kernels.
+
+    On CPU, ``lax.scan`` costs a few microseconds per iteration, so once a
+    step has a few thousand values (``width`` = batch x units) the loop is
+    faster than the chunked sums at every length we measured
+    (benchmarks/bench_layers.py, (32, T, 128), T up to 10,000).  On
+    accelerators a loop over time leaves the device idle: chunked kernels.
+    """
+    del steps
+    return width is not None and width >= 2048 and jax.devices()[0].platform == "cpu"

@@ -1,5 +1,5 @@
 """TensorFlow shim: ``straight_through``, ``custom_vjp``, ``chunk_cumsum``,
-``residue``."""
+``residue``, ``loop_is_cheaper``."""
 
 import tensorflow as tf
 
@@ -57,3 +57,14 @@ def chunk_cumsum(x, initial=None, reverse=False, overwrite=False):
 def residue(x, bits):
     """``x mod 2**bits`` for int32 ``x`` (``floormod``: exports to ONNX)."""
     return tf.math.floormod(x, 1 << bits)
+
+
+def loop_is_cheaper(steps, width):
+    """Whether a compiled loop over ``steps`` beats the chunked kernels.
+
+    Measured on CPU (benchmarks/bench_layers.py): never for more than a
+    handful of steps (an XLA while loop costs about 1 ms per call here,
+    and TensorFlow graphs without XLA pay per iteration).
+    """
+    del steps, width
+    return False

@@ -1,5 +1,5 @@
 """PyTorch shim: ``straight_through``, ``custom_vjp``, ``chunk_cumsum``,
-``residue``."""
+``residue``, ``loop_is_cheaper``."""
 
 import torch
 
@@ -82,3 +82,13 @@ def chunk_cumsum(x, initial=None, reverse=False, overwrite=False):
 def residue(x, bits):
     """``x mod 2**bits`` for int32 ``x`` (two's complement, so a bit mask)."""
     return torch.bitwise_and(x, (1 << bits) - 1)
+
+
+def loop_is_cheaper(steps, width):
+    """Whether a loop over ``steps`` beats the chunked kernels.
+
+    Never beyond a handful of steps: an eager loop pays the Python and
+    dispatch cost of several operations per step, and autograd records each.
+    """
+    del steps, width
+    return False
