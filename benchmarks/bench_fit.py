@@ -66,7 +66,9 @@ def _child(args):
         import tensorflow as tf
 
         tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(int(os.environ.get("INTER", "1")))
+        tf.config.threading.set_inter_op_parallelism_threads(
+            int(os.environ.get("INTER", "1"))
+        )
 
     import keras_spiking
 

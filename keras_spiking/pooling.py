@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_spiking.temporal import check_time_axis
+
 
 @keras.saving.register_keras_serializable(package="keras_spiking")
 class TemporalAvgPool(keras.layers.Layer):
@@ -29,13 +31,7 @@ class TemporalAvgPool(keras.layers.Layer):
         return 0 if self.time_major else 1
 
     def build(self, input_shape):
-        if len(input_shape) < 3:
-            layout = "(time, batch, ...)" if self.time_major else "(batch, time, ...)"
-            raise ValueError(
-                f"Layer '{self.name}' (TemporalAvgPool) expects inputs with a "
-                f"time axis, {layout}, so of rank >= 3; got an input of shape "
-                f"{tuple(input_shape)} (rank {len(input_shape)})."
-            )
+        check_time_axis(self, input_shape)
 
     def call(self, inputs):
         return ops.mean(inputs, axis=self._time_axis)

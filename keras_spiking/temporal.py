@@ -46,6 +46,17 @@ def dt_config(dt):
     return dt
 
 
+def check_time_axis(layer, input_shape):
+    """Raise a ValueError naming ``layer`` if ``input_shape`` has no time axis."""
+    if len(input_shape) < 3:
+        layout = "(time, batch, ...)" if layer.time_major else "(batch, time, ...)"
+        raise ValueError(
+            f"Layer '{layer.name}' ({type(layer).__name__}) expects inputs "
+            f"with a time axis, {layout}, so of rank >= 3; got an input of "
+            f"shape {tuple(input_shape)} (rank {len(input_shape)})."
+        )
+
+
 class TemporalLayer(keras.layers.Layer):
     """Base class of the layers whose inputs have a time axis.
 
@@ -92,13 +103,7 @@ class TemporalLayer(keras.layers.Layer):
     # ------------------------------------------------------------- shapes --
 
     def _check_input_shape(self, input_shape):
-        if len(input_shape) < 3:
-            layout = "(time, batch, ...)" if self.time_major else "(batch, time, ...)"
-            raise ValueError(
-                f"Layer '{self.name}' ({type(self).__name__}) expects inputs "
-                f"with a time axis, {layout}, so of rank >= 3; got an input of "
-                f"shape {tuple(input_shape)} (rank {len(input_shape)})."
-            )
+        check_time_axis(self, input_shape)
         for size in input_shape[2:]:
             if size is None:
                 raise ValueError(
