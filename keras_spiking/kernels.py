@@ -2,19 +2,19 @@
 
 Every function here takes tensors with the batch on axis 0, time on axis 1 and
 all feature axes flattened into axis 2, that is ``(batch, time, units)``, and
-computes in float32.  None of them loops over time step by step: time is cut
-into chunks of ``chunk`` steps (8), each chunk is solved with a short running
-sum (``backend.chunk_cumsum``), and the values carried from one chunk to the
-next are the same problem again, one level up, on ``1/chunk`` of the data:
-per level, one reduction over each chunk gives what it passes on, the level
-above turns those into the value entering each chunk, and one running sum
-per chunk, started from that value, gives the result (so the full-size data
-is read twice and written once per level).
+computes in float32.  Apart from short sequences, none of them loops over
+time step by step: time is cut into chunks of ``chunk`` steps (8), each
+chunk is solved with a short running sum (``backend.chunk_cumsum``), and the
+values carried from one chunk to the next are the same problem again, one
+level up, on ``1/chunk`` of the data.  Per level, one reduction over each
+chunk gives what it passes on, the level above turns those into the value
+entering each chunk, and one running sum per chunk, started from that
+value, gives the result (the full-size data is read twice and written once).
 
 * Spike integration (``integrate_spikes``): each neuron accumulates
   ``v += x_t`` (``x_t = rate_t * dt``) and emits ``n_t = floor(v)`` spikes,
-  keeping ``v - n_t``.  The integer part of ``x_t`` (rounded towards zero,
-  so that the rest is exact in float32) is emitted as is; the rest and the
+  keeping ``v - n_t``.  The nearest integer to ``x_t`` (so that the rest is
+  exact in float32) is emitted as is; the rest and the
   voltage are kept in fixed point, as int32 multiples of ``2**-27``, and
   summed modulo ``2**27``.  Integer sums are exact, so the voltage after any
   number of steps is the exact voltage of the quantised increments (an
@@ -33,14 +33,28 @@ is read twice and written once per level).
 A time axis that is only known at run time (TensorFlow graphs with ``None``
 time) is supported with a fixed number of levels (``DYNAMIC_LEVELS``); the
 top level then takes a plain running sum (spikes) or a dense decay matrix
-(filters) over whatever is left.  ``*_naive`` functions are the step-by-step
-forms (one loop iteration per step, ``keras.ops.scan``), kept as the baseline
-for benchmarks.
+(filters) over whatever is left.
+
+Which form runs is chosen from the static number of steps and the backend's
+speed hints (``backend.loop_is_cheaper``, ``backend.unroll``).  Spikes use
+the same exact fixed-point arithmetic in every form, so they do not depend
+on the choice; filters agree to float32 rounding:
+
+* up to 15 steps, spikes take one running sum of the whole sequence;
+* up to ``STEPWISE_MAX`` steps, filters take a loop over time (unrolled on
+  TensorFlow and PyTorch);
+* symbolic lengths (JAX export), and any length where the backend says a
+  compiled loop is cheaper (JAX on CPU), take a loop (``keras.ops.scan``);
+* everything else takes the chunked kernels.
+
+``*_naive`` functions are the plain float32 step-by-step forms (one
+``keras.ops.scan`` iteration per step), kept as the baseline for benchmarks.
 """
 
 import functools
 import math
 
+import numpy as np
 from keras import ops
 
 from keras_spiking import backend as _backend
@@ -109,40 +123,52 @@ def _levels_for(steps, chunk, top):
     return levels
 
 
-#: ``levels`` for a symbolic number of steps: one loop iteration per step.
+#: ``levels`` of the loop over time: one iteration per step (symbolic
+#: lengths, short filters, and where ``backend.loop_is_cheaper``).
 STEPWISE = -1
-#: Static lengths up to this also take the loop (``keras.ops.scan``).
+#: Filters over static lengths up to this take the loop (``_loop``).
 STEPWISE_MAX = 16
 
 
-def _loop(step, init, xs, reverse=False):
-    """``keras.ops.scan`` of ``step`` over axis 1 of ``xs``, outputs stacked
-    on axis 1; unrolled for up to ``STEPWISE_MAX`` static steps (a while loop
-    costs about 1 ms a call under XLA on TensorFlow)."""
+def _unrolled(xs):
+    """Whether ``_loop`` over axis 1 of ``xs`` is unrolled (``backend.unroll``:
+    a while loop costs about 1 ms a call under XLA on TensorFlow)."""
     steps = _static(xs.shape[1])
-    if steps is not None and steps <= STEPWISE_MAX:
+    return steps is not None and _backend.unroll(steps)
+
+
+def _loop(step, init, xs, reverse=False):
+    """``keras.ops.scan`` of ``step`` over axis 1 of ``xs``: the last carry,
+    and the outputs stacked on axis 1; unrolled if ``_unrolled(xs)``."""
+    if _unrolled(xs):
+        steps = xs.shape[1]
         carry, outputs = init, [None] * steps
         for t in range(steps - 1, -1, -1) if reverse else range(steps):
             carry, outputs[t] = step(carry, xs[:, t])
-        return ops.stack(outputs, axis=1)
-    _, ys = ops.scan(step, init, ops.transpose(xs, (1, 0, 2)), reverse=reverse)
-    return ops.transpose(ys, (1, 0, 2))
+        return carry, ops.stack(outputs, axis=1)
+    carry, ys = ops.scan(step, init, ops.transpose(xs, (1, 0, 2)), reverse=reverse)
+    return carry, ops.transpose(ys, (1, 0, 2))
 
 
-def _default_levels(steps, chunk, top, width=None):
+def _default_levels(steps, chunk, top, width=None, loop_short=True):
     """``_levels_for`` the static size ``steps``; ``STEPWISE`` if symbolic.
 
     A symbolic size (JAX shape polymorphism, as in ``model.export`` with a
     dynamic time axis) gets a loop over time: jax2onnx cannot pad and reshape
     a symbolic axis into chunks.  None (unknown, TensorFlow graphs) keeps the
-    chunked kernels with ``DYNAMIC_LEVELS``.
+    chunked kernels with ``DYNAMIC_LEVELS``.  Up to ``STEPWISE_MAX`` static
+    steps, ``loop_short`` takes the (unrolled) loop; without it, the plain
+    top level (``levels = 0``) when ``steps <= top``.
     """
     if not (steps is None or isinstance(steps, int) or ops.is_tensor(steps)):
         return STEPWISE
-    if isinstance(steps, int) and steps <= STEPWISE_MAX:
-        return STEPWISE  # a few steps cost less as a loop than as chunked sums
-    if isinstance(steps, int) and _backend.loop_is_cheaper(steps, width):
-        return STEPWISE  # measured per backend and device
+    if isinstance(steps, int):
+        if loop_short and steps <= STEPWISE_MAX:
+            return STEPWISE  # a few steps cost less as a loop than chunked
+        if not loop_short and steps <= top:
+            return 0
+        if _backend.loop_is_cheaper(steps, width):
+            return STEPWISE  # measured per backend and device
     # a tensor: torch's ONNX tracer records sizes as tensors (chunked kernels)
     return _levels_for(_static(steps), chunk, top)
 
@@ -204,7 +230,7 @@ def _running_sum_mod(q, start, chunk, levels):
             v = _backend.residue(v + q_t, FRACTION_BITS)
             return v, v
 
-        return _loop(step, start, q)
+        return _loop(step, start, q)[1]
     if levels == 0:
         total = ops.cumsum(q, axis=1) + ops.expand_dims(start, 1)
         return _backend.residue(total, FRACTION_BITS)
@@ -250,22 +276,50 @@ def integrate_spikes(x, v0, chunk=CHUNK, levels=None):
     _check_chunk(chunk, 8)
     x, v0 = ops.convert_to_tensor(x), ops.convert_to_tensor(v0)
     if levels is None:
-        levels = _default_levels(x.shape[1], chunk, _SPIKE_TOP, _width(x))
-    # x = k + r exactly, with k = round(x) and |r| <= 1/2 (Sterbenz); r in
-    # fixed point is ``signed``, and q = signed mod 2**27 its residue
+        # up to 15 steps one int32 running sum (``levels = 0``) is cheaper
+        # than the loop (measured at T = 10 on every backend)
+        levels = _default_levels(
+            x.shape[1], chunk, _SPIKE_TOP, _width(x), loop_short=False
+        )
+    start = ops.cast(ops.round((v0 - ops.floor(v0)) * float(_ONE)), "int32")
+    if levels == STEPWISE and not _unrolled(x):
+        # a compiled loop: everything per step inside it, so that the data
+        # is read and written about once (as in the step-by-step form); the
+        # loop's outputs have the carry's dtype (``keras.ops.scan`` on
+        # TensorFlow requires it), so it returns the extra spikes
+        def step(v, x_t):
+            _, signed, q = _quantise(x_t)
+            v = _backend.residue(v + q, FRACTION_BITS)
+            return v, _extra_spikes(signed, q, v)
+
+        last, extra = _loop(step, start, x)
+        nearest = ops.round(x)
+    else:
+        nearest, signed, q = _quantise(x)
+        voltage = _running_sum_mod(q, start, chunk, levels)
+        extra = _extra_spikes(signed, q, voltage)
+        last = voltage[:, -1]
+    counts = nearest + ops.cast(extra, x.dtype)
+    final = ops.cast(last, x.dtype) * (1.0 / _ONE)
+    return counts, ops.minimum(final, 1.0 - 2.0**-24)
+
+
+def _quantise(x):
+    """``x = k + r`` exactly, with ``k = round(x)`` and ``|r| <= 1/2``
+    (Sterbenz); returns ``k``, ``r`` in fixed point (``signed``, int32) and
+    ``q = signed mod 2**27``."""
     nearest = ops.round(x)
     signed = ops.cast(ops.round((x - nearest) * float(_ONE)), "int32")
     # (+ 2**27 so that the argument is >= 0: tf2onnx turns TensorFlow's
     # FloorMod of a negative int into a truncated remainder)
-    q = _backend.residue(signed + _ONE, FRACTION_BITS)
-    start = ops.cast(ops.round((v0 - ops.floor(v0)) * float(_ONE)), "int32")
-    voltage = _running_sum_mod(q, start, chunk, levels)
-    # x alone emits k spikes, one fewer where r < 0; the running sum emits
-    # one more where it wraps around (v_t < q_t)
-    extra = ops.cast(voltage < q, "int32") - ops.cast(signed < 0, "int32")
-    counts = nearest + ops.cast(extra, x.dtype)
-    final = ops.cast(voltage[:, -1], x.dtype) * (1.0 / _ONE)
-    return counts, ops.minimum(final, 1.0 - 2.0**-24)
+    return nearest, signed, _backend.residue(signed + _ONE, FRACTION_BITS)
+
+
+def _extra_spikes(signed, q, voltage):
+    """Spikes per step beyond ``k = round(x)``, int32: ``x`` alone emits
+    ``k`` spikes, one fewer where ``r < 0``; the running sum emits one more
+    where it wraps around (``v_t < q_t``)."""
+    return ops.cast(voltage < q, "int32") - ops.cast(signed < 0, "int32")
 
 
 def integrate_spikes_naive(x, v0):
@@ -302,11 +356,13 @@ def _dense_scan(u, log_a, y0, reverse):
     return y + ops.exp(ops.expand_dims(power, 1) * log_a)[None] * ops.expand_dims(y0, 1)
 
 
-def _scan(u, log_a, y0, chunk, levels, reverse=False):
+def _scan(u, log_a, y0, chunk, levels, reverse=False, scale=None):
     """Solve a first-order linear recurrence along axis 1.
 
     Forward: ``y_t = a y_{t-1} + u_t`` with ``y_{-1} = y0``.  Reverse:
     ``y_t = a y_{t+1} + u_t`` with ``y_T = y0``.  ``a = exp(log_a)`` per unit.
+    With ``scale`` (per unit), ``u`` is multiplied by it first (inside the
+    loop when that is compiled: one pass over the data fewer).
 
     Per level: each chunk's own contribution to its last (first, reverse)
     value, a reduction; the recurrence of those one level up (factor
@@ -315,12 +371,16 @@ def _scan(u, log_a, y0, chunk, levels, reverse=False):
     """
     if levels == STEPWISE:
         a = ops.exp(log_a)
+        if scale is not None and _unrolled(u):  # eager: one op, not one a step
+            u, scale = u * scale, None
 
         def step(y, u_t):
-            y = a * y + u_t
+            y = a * y + (u_t if scale is None else scale * u_t)
             return y, y
 
-        return _loop(step, y0, u, reverse)
+        return _loop(step, y0, u, reverse)[1]
+    if scale is not None:
+        u = u * scale
     if levels == 0:
         return _dense_scan(u, log_a, y0, reverse)
     steps, static_steps = ops.shape(u)[1], _static(u.shape[1])
@@ -356,12 +416,20 @@ def _scan(u, log_a, y0, chunk, levels, reverse=False):
     return _from_chunks(y, steps, static_steps, front=reverse)
 
 
+def _sum_batch_and_time(v):
+    """``sum(v, axis=(0, 1))`` as one matrix-vector product: XLA on CPU
+    reduces leading axes of a large array several times slower."""
+    shape = ops.shape(v)
+    rows = ops.reshape(v, (shape[0] * shape[1], shape[2]))
+    return ops.matmul(ops.ones((1, shape[0] * shape[1]), dtype=v.dtype), rows)[0]
+
+
 @functools.cache
 def _lowpass_function(chunk, levels):
     """``lowpass`` for fixed chunking, with its gradient written by hand."""
 
     def forward(x, log_a, y0):
-        y = _scan(_one_minus_exp(log_a) * x, log_a, y0, chunk, levels)
+        y = _scan(x, log_a, y0, chunk, levels, scale=_one_minus_exp(log_a))
         return y, (x, log_a, y0, y)
 
     def backward(residuals, upstream):
@@ -372,11 +440,8 @@ def _lowpass_function(chunk, levels):
         grad_x = _one_minus_exp(log_a) * lam
         grad_y0 = a * lam[:, 0]
         # d y_t / d log_a (holding y_{t-1}) = a (y_{t-1} - x_t)
-        total = (
-            ops.sum(lam[:, 1:] * y[:, :-1], axis=(0, 1))
-            + ops.sum(lam[:, 0] * y0, axis=0)
-            - ops.sum(lam * x, axis=(0, 1))
-        )
+        previous = ops.concatenate([ops.expand_dims(y0, 1), y[:, :-1]], axis=1)
+        total = _sum_batch_and_time(lam * (previous - x))
         return grad_x, a * total, grad_y0
 
     return _backend.custom_vjp(forward, backward)
@@ -477,27 +542,49 @@ def alpha_naive(x, log_a, y0):
 _PRIME = 46337  # largest prime with PRIME**2 < 2**31: products fit in int32
 
 
-def _divmod_prime(h):
+class _NumpyOps:
+    """The few ``keras.ops`` functions the hash uses, on NumPy arrays.
+
+    Same names and arguments, so the one hash below runs on either; NumPy
+    int32 and float32 arithmetic is the same IEEE arithmetic.
+    """
+
+    arange = staticmethod(np.arange)
+    broadcast_to = staticmethod(np.broadcast_to)
+    cumsum = staticmethod(np.cumsum)
+    expand_dims = staticmethod(np.expand_dims)
+    floor = staticmethod(np.floor)
+    full_like = staticmethod(np.full_like)
+    minimum = staticmethod(np.minimum)
+    ones = staticmethod(np.ones)
+    zeros_like = staticmethod(np.zeros_like)
+
+    @staticmethod
+    def cast(x, dtype):
+        return np.asarray(x).astype(dtype)
+
+
+def _divmod_prime(h, xp):
     """``(h // PRIME, h % PRIME)`` for int32 ``0 <= h < 2**31``.
 
     A float32 quotient, off by at most one, then corrected: no integer
     division, which some exporters (jax2onnx) cannot lower with a symbolic
     batch size.  Exact, so the same integers come out everywhere.
     """
-    quotient = ops.cast(ops.floor(ops.cast(h, "float32") * (1.0 / _PRIME)), "int32")
+    quotient = xp.cast(xp.floor(xp.cast(h, "float32") * (1.0 / _PRIME)), "int32")
     rest = h - quotient * _PRIME
-    high, low = ops.cast(rest >= _PRIME, "int32"), ops.cast(rest < 0, "int32")
+    high, low = xp.cast(rest >= _PRIME, "int32"), xp.cast(rest < 0, "int32")
     return quotient + high - low, rest + (low - high) * _PRIME
 
 
-def _cube_mix(h, multiplier, offset):
+def _cube_mix(h, multiplier, offset, xp):
     """A bijection of ``[0, PRIME)``: ``((h * multiplier + offset) ** 3) % PRIME``.
 
     Cubing permutes ``Z_p`` because ``gcd(3, p - 1) = 1``; every product stays
     below ``2**31`` so the same integers come out on every backend.
     """
-    h = _divmod_prime(h * multiplier + offset)[1]
-    return _divmod_prime(_divmod_prime(h * h)[1] * h)[1]
+    h = _divmod_prime(h * multiplier + offset, xp)[1]
+    return _divmod_prime(_divmod_prime(h * h, xp)[1] * h, xp)[1]
 
 
 #: (multiplier, offset) of each mixing round, for the two lanes of the hash.
@@ -507,22 +594,18 @@ _LANES = (
 )
 
 
-def seeded_uniform(batch_size, units, seed):
-    """Deterministic uniform ``[0, 1)`` values of shape ``(batch_size, units)``.
-
-    An integer hash of ``(seed, batch index, unit index)`` in int32 arithmetic,
-    so the values are identical on every backend and in exported graphs.
-    """
+def _seeded_uniform(batch_size, units, seed, xp):
+    """``seeded_uniform`` computed with ``xp`` (``keras.ops`` or NumPy)."""
     # batch indices by a running sum, not ``arange``: with a symbolic batch
     # size, jax2onnx gives ``arange`` a batch axis of its own.  The ones are
     # broadcast (not ``ops.ones((batch_size, 1))``, whose shape torch's ONNX
     # tracer would freeze at the example's batch size).
-    ones = ops.broadcast_to(ops.ones((1, 1), dtype="int32"), (batch_size, 1))
-    b = ops.cumsum(ones, axis=0) - 1
-    n = ops.expand_dims(ops.arange(0, units, dtype="int32"), 0)
-    start = ops.full_like(b, int(seed) % _PRIME) + ops.zeros_like(n)
-    n_high, n_low = _divmod_prime(n)
-    b_high, b_low = _divmod_prime(b)
+    ones = xp.broadcast_to(xp.ones((1, 1), dtype="int32"), (batch_size, 1))
+    b = xp.cumsum(ones, axis=0) - 1
+    n = xp.expand_dims(xp.arange(0, units, dtype="int32"), 0)
+    start = xp.full_like(b, int(seed) % _PRIME) + xp.zeros_like(n)
+    n_high, n_low = _divmod_prime(n, xp)
+    b_high, b_low = _divmod_prime(b, xp)
     # two independent lanes (different constants all the way), so that the
     # pair (high, low) takes up to PRIME**2 values, not PRIME
     lanes = []
@@ -531,10 +614,34 @@ def seeded_uniform(batch_size, units, seed):
         for index, (multiplier, offset) in zip(
             (n_low, n_high, b_low, b_high, None), constants, strict=True
         ):
-            h = _cube_mix(h if index is None else h + index, multiplier, offset)
+            h = _cube_mix(h if index is None else h + index, multiplier, offset, xp)
         lanes.append(h)
     high, low = lanes
     # times the reciprocal, not divided: XLA turns a division by a constant
     # into this product, so dividing gives values one ulp apart on JAX
-    value = ops.cast(high * _PRIME + low, "float32") * (1.0 / (_PRIME * _PRIME))
-    return ops.minimum(value, 1.0 - 2.0**-24)
+    value = xp.cast(high * _PRIME + low, "float32") * (1.0 / (_PRIME * _PRIME))
+    return xp.minimum(value, 1.0 - 2.0**-24)
+
+
+@functools.lru_cache(maxsize=64)
+def _seeded_uniform_numpy(batch_size, units, seed):
+    value = _seeded_uniform(batch_size, units, seed, _NumpyOps)
+    value.flags.writeable = False
+    return value
+
+
+def seeded_uniform(batch_size, units, seed):
+    """Deterministic uniform ``[0, 1)`` values of shape ``(batch_size, units)``.
+
+    An integer hash of ``(seed, batch index, unit index)`` in int32 arithmetic,
+    so the values are identical on every backend and in exported graphs.
+    With a static (int) batch size the hash is computed once with NumPy and
+    enters the graph as a constant (it is about a hundred small integer
+    operations: 1.4 ms a call in eager PyTorch); a symbolic batch size
+    computes it in the graph, with the same integer arithmetic.
+    """
+    if isinstance(batch_size, int) and isinstance(units, int):
+        return ops.convert_to_tensor(
+            _seeded_uniform_numpy(batch_size, units, int(seed)), "float32"
+        )
+    return _seeded_uniform(batch_size, units, seed, ops)

@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from keras_spiking import kernels
-from keras_spiking.backend import straight_through
+from keras_spiking.backend import straight_through, uniform
 from keras_spiking.temporal import TemporalLayer, dt_config, resolve_dt
 
 
@@ -93,9 +93,7 @@ class SpikingActivation(TemporalLayer):
 
     def _initial_states(self, batch_size):
         if self.seed is None:
-            voltage = keras.random.uniform(
-                (batch_size, self.units), seed=self.seed_generator
-            )
+            voltage = uniform((batch_size, self.units), self.seed_generator)
         else:
             voltage = kernels.seeded_uniform(batch_size, self.units, self.seed)
         return [voltage]

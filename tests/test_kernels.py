@@ -179,8 +179,8 @@ def test_spikes_fixed_levels(levels):
     With ``levels=0`` the whole sequence is one running sum of int32
     fixed-point values, which wraps around past ``2**31``: only the value
     modulo ``2**27`` is used, so the result must not change.  ``STEPWISE``
-    is the loop over time (symbolic lengths, and where a backend says a loop
-    is cheaper).
+    is the loop over time (symbolic lengths, a few steps, and where a
+    backend says a loop is cheaper).
     """
     rng = np.random.default_rng(5)
     x = random_increments(rng, (2, 500, 4))
@@ -207,7 +207,8 @@ def test_spikes_continue_across_calls(split):
 
 
 def test_wide_inputs():
-    """2048 values per step: the width at which JAX on CPU takes the loop."""
+    """2048 values per step (the width from which JAX on CPU takes the loop),
+    long enough for 3 levels of chunks elsewhere."""
     rng = np.random.default_rng(16)
     x = random_increments(rng, (16, 150, 128))
     v0 = rng.uniform(0, 1, (16, 128)).astype("float32")
@@ -419,3 +420,44 @@ def test_lowpass_gradient_is_independent_of_chunking():
     for other in results[1:]:
         for got, want in zip(other, results[0], strict=True):
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
+# ------------------------------------------------------- initial voltages ---
+
+
+def reference_seeded_uniform(batch_size, units, seed):
+    """The hash of ``seeded_uniform`` in Python integers, for the unit
+    indices ``units``:
+    five rounds ``h = ((h + index) * m + o) ** 3 mod p`` per lane (indices:
+    unit mod p, unit div p, batch mod p, batch div p, none), two lanes, then
+    ``(high * p + low) / p**2`` in float32."""
+    p = kernels._PRIME
+    out = np.empty((batch_size, len(units)), np.float32)
+    for b in range(batch_size):
+        for column, n in enumerate(units):
+            lanes = []
+            for constants in kernels._LANES:
+                h = seed % p
+                for index, (m, o) in zip(
+                    (n % p, n // p, b % p, b // p, 0), constants, strict=True
+                ):
+                    h = ((h + index) * m + o) % p
+                    h = h**3 % p
+                lanes.append(h)
+            value = np.float32(lanes[0] * p + lanes[1]) * np.float32(1.0 / (p * p))
+            out[b, column] = min(value, np.float32(1.0 - 2.0**-24))
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 123456789])
+def test_seeded_uniform_matches_integer_reference(seed):
+    """Both ways of computing the hash give the reference bit for bit: NumPy
+    (an int batch size: a constant in the graph) and ``keras.ops`` (what a
+    symbolic batch size, as in exports, runs)."""
+    # past 46337 units the unit index's high part is used too
+    units = list(range(0, 46340, 97)) + [46336, 46337, 46339]
+    reference = reference_seeded_uniform(5, units, seed)
+    static = numpy(kernels.seeded_uniform(5, 46340, seed))[:, units]
+    traced = run(lambda: kernels._seeded_uniform(5, 46340, seed, ops))[:, units]
+    np.testing.assert_array_equal(static, reference)
+    np.testing.assert_array_equal(traced, reference)

@@ -182,6 +182,30 @@ def test_seed_none_draws_fresh_voltages():
     assert not np.array_equal(v1, v3)
 
 
+def test_unseeded_voltages_in_a_compiled_predict():
+    """Without a seed, the voltages come from the layer's SeedGenerator
+    (on TensorFlow with Philox named explicitly, see ``backend.uniform``):
+    through ``predict`` (compiled with XLA on TensorFlow and JAX) they are
+    still uniform in [0, 1) and drawn afresh for every batch."""
+    inputs = keras.Input((1, 1000))
+    _, voltage = SpikingActivation("relu", return_state=True)(inputs)
+    model = keras.Model(inputs, voltage)
+    model.compile()
+    x = np.zeros((64, 1, 1000), "float32")
+    v1 = model.predict(x, batch_size=32, verbose=0)
+    v2 = model.predict(x, batch_size=32, verbose=0)
+    for v in (v1, v2):
+        assert ((v >= 0) & (v < 1)).all()
+        # 64,000 values: the mean's standard error is 0.0011, each tenth's
+        # count's is 76
+        assert abs(v.mean() - 0.5) < 0.01
+        assert abs(v.var() - 1 / 12) < 0.003
+        counts = np.histogram(v, bins=10, range=(0, 1))[0]
+        assert np.abs(counts - v.size / 10).max() < 400, counts
+    assert not np.array_equal(v1[:32], v1[32:])
+    assert not np.array_equal(v1, v2)
+
+
 # ------------------------------------------------------------ gradients ---
 
 ACTIVATION_GRADIENTS = {

@@ -14,6 +14,10 @@ Each backend has one small module here; this is the only place that looks at
 * ``residue(x, bits)``: ``x mod 2**bits`` for int32 tensors.
 * ``loop_is_cheaper(steps, width)``: whether a compiled loop over time beats
   the chunked kernels for this backend and device (a speed hint).
+* ``unroll(steps)``: whether a loop over a static number of steps is
+  unrolled (a speed hint).
+* ``uniform(shape, seed_generator)``: ``keras.random.uniform`` in ``[0, 1)``,
+  with the generator that is fastest on the backend.
 """
 
 import keras
@@ -27,6 +31,8 @@ if _BACKEND == "tensorflow":
         loop_is_cheaper,
         residue,
         straight_through,
+        uniform,
+        unroll,
     )
 elif _BACKEND == "jax":
     from keras_spiking.backend._jax import (
@@ -35,6 +41,8 @@ elif _BACKEND == "jax":
         loop_is_cheaper,
         residue,
         straight_through,
+        uniform,
+        unroll,
     )
 elif _BACKEND == "torch":
     from keras_spiking.backend._torch import (
@@ -43,6 +51,8 @@ elif _BACKEND == "torch":
         loop_is_cheaper,
         residue,
         straight_through,
+        uniform,
+        unroll,
     )
 else:  # pragma: no cover - only the three backends are supported
     raise ImportError(
@@ -56,4 +66,6 @@ __all__ = [
     "loop_is_cheaper",
     "residue",
     "straight_through",
+    "uniform",
+    "unroll",
 ]

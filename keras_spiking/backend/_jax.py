@@ -1,7 +1,9 @@
 """JAX shim: ``straight_through``, ``custom_vjp``, ``chunk_cumsum``,
-``residue``, ``loop_is_cheaper``."""
+``residue``, ``uniform``, ``loop_is_cheaper``,
+``unroll``."""
 
 import jax
+import keras
 
 
 @jax.custom_vjp
@@ -62,6 +64,11 @@ def residue(x, bits):
     return jax.numpy.bitwise_and(x, (1 << bits) - 1)
 
 
+def uniform(shape, seed_generator):
+    """Uniform ``[0, 1)`` float32 values drawn with ``seed_generator``."""
+    return keras.random.uniform(shape, seed=seed_generator)
+
+
 def loop_is_cheaper(steps, width):
     """Whether a compiled loop over ``steps`` beats the chunked kernels.
 
@@ -73,3 +80,14 @@ def loop_is_cheaper(steps, width):
     """
     del steps
     return width is not None and width >= 2048 and jax.devices()[0].platform == "cpu"
+
+
+def unroll(steps):
+    """Whether a loop over ``steps`` (static) steps is unrolled.
+
+    Never: XLA would compute each unrolled step's output in a fusion of its
+    own, recomputing the recurrence from the first step (quadratic work);
+    ``lax.scan`` costs a few microseconds per step on CPU.
+    """
+    del steps
+    return False

@@ -1,5 +1,6 @@
 """TensorFlow shim: ``straight_through``, ``custom_vjp``, ``chunk_cumsum``,
-``residue``, ``loop_is_cheaper``."""
+``residue``, ``uniform``, ``loop_is_cheaper``,
+``unroll``."""
 
 import tensorflow as tf
 
@@ -59,6 +60,18 @@ def residue(x, bits):
     return tf.math.floormod(x, 1 << bits)
 
 
+def uniform(shape, seed_generator):
+    """Uniform ``[0, 1)`` float32 values drawn with ``seed_generator``.
+
+    As ``keras.random.uniform``, but with TensorFlow's Philox generator named
+    explicitly: under XLA on CPU, the default (``"auto_select"``) with a seed
+    read from a variable costs about 1.4 ms per call for a (32, 128) draw,
+    Philox 0.08 ms (TensorFlow 2.21).
+    """
+    seed = tf.cast(tf.math.floormod(seed_generator.next(), tf.int32.max - 1), "int32")
+    return tf.random.stateless_uniform(shape, seed=seed, alg="philox")
+
+
 def loop_is_cheaper(steps, width):
     """Whether a compiled loop over ``steps`` beats the chunked kernels.
 
@@ -68,3 +81,11 @@ def loop_is_cheaper(steps, width):
     """
     del steps, width
     return False
+
+
+def unroll(steps):
+    """Whether a loop over ``steps`` (static) steps is unrolled.
+
+    Up to 16 steps: an XLA while loop costs about 1 ms per call here.
+    """
+    return steps <= 16

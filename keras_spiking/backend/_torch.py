@@ -1,6 +1,8 @@
 """PyTorch shim: ``straight_through``, ``custom_vjp``, ``chunk_cumsum``,
-``residue``, ``loop_is_cheaper``."""
+``residue``, ``uniform``, ``loop_is_cheaper``,
+``unroll``."""
 
+import keras
 import torch
 
 
@@ -84,6 +86,11 @@ def residue(x, bits):
     return torch.bitwise_and(x, (1 << bits) - 1)
 
 
+def uniform(shape, seed_generator):
+    """Uniform ``[0, 1)`` float32 values drawn with ``seed_generator``."""
+    return keras.random.uniform(shape, seed=seed_generator)
+
+
 def loop_is_cheaper(steps, width):
     """Whether a loop over ``steps`` beats the chunked kernels.
 
@@ -92,3 +99,12 @@ def loop_is_cheaper(steps, width):
     """
     del steps, width
     return False
+
+
+def unroll(steps):
+    """Whether a loop over ``steps`` (static) steps is unrolled.
+
+    Up to 16 steps (eager: the same operations either way, without the
+    scan's stacking and transposes).
+    """
+    return steps <= 16
