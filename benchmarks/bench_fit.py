@@ -7,11 +7,16 @@ The model of the spiking Fashion-MNIST walkthrough, spiking-aware training::
 
 trained with Adam on sparse categorical cross-entropy from logits, batch 32,
 on 60,000 synthetic samples (uniform [0, 1) images repeated over 10 steps,
-random labels: the speed does not depend on the data).  Each configuration
-runs in a fresh process pinned to ``--threads`` cores; ``--epochs`` epochs
-are run and the median of all but the first (which includes tracing and
-compilation) is reported, wall-clock and CPU time of the process (steadier
-on a shared machine), with the first epoch's wall-clock time shown apart.
+random labels: the speed does not depend on the data), in data order (as
+the walkthrough trains).  Each configuration runs in a fresh process pinned
+to ``--threads`` cores; ``--epochs`` epochs are run and the median of all but
+the first (which includes tracing and compilation) is reported: wall-clock
+and CPU time of the process (steadier on a shared machine), and ``wait``,
+the time from the start of the epoch to its first batch (the data iterator
+starting, and on TensorFlow the previous epoch's iterator being torn down),
+with the first epoch's wall-clock time shown apart.  ``--input tf.data``
+feeds a batched ``tf.data.Dataset`` with autotuning off instead of the
+NumPy arrays.
 
 For reference on this machine kind, one thread (issue 5): the TensorFlow
 predecessor (KerasSpiking) took 4.7 s per epoch with ``model.fit``; the
@@ -22,6 +27,7 @@ Usage::
 
     python benchmarks/bench_fit.py                   # every backend and mode
     python benchmarks/bench_fit.py --backend jax --epochs 2
+    python benchmarks/bench_fit.py --backend tensorflow --input tf.data
 """
 
 import argparse
@@ -31,8 +37,13 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _common import configure_backend, limit_threads  # noqa: E402
+
 # (backend, jit_compile) pairs run by default; jax without jit is not how
-# anyone trains (op by op), torch.compile needs a compiler toolchain
+# anyone trains (op by op); torch with jit_compile (torch.compile) was slower
+# here: 36 s for the first half epoch, then 7.7 s/epoch (2026-11-28)
 CONFIGS = [
     ("tensorflow", False),
     ("tensorflow", True),
@@ -44,33 +55,15 @@ SAMPLES, STEPS, PIXELS, BATCH = 60_000, 10, 784, 32
 
 
 def _child(args):
-    threads = args.threads
-    os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:threads]))
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[name] = str(threads)
-    flags = f"intra_op_parallelism_threads={threads}"
-    if threads == 1:
-        flags = "--xla_cpu_multi_thread_eigen=false " + flags
-    os.environ["XLA_FLAGS"] = flags
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    backend = os.environ["KERAS_BACKEND"]
-    if backend == "torch":
-        import torch
-
-        torch.set_num_threads(threads)
-        torch.set_num_interop_threads(1)
+    limit_threads(args.threads)
+    configure_backend(os.environ["KERAS_BACKEND"], args.threads)
     import keras
     import numpy as np
 
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(
-            int(os.environ.get("INTER", "1"))
-        )
-
     import keras_spiking
+
+    if args.input == "tf.data":
+        import tensorflow as tf
 
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 1, (SAMPLES, 1, PIXELS)).astype("float32")
@@ -85,7 +78,9 @@ def _child(args):
             keras.layers.Dense(128),
             keras_spiking.SpikingActivation(
                 "relu", dt=0.01, spiking_aware_training=True
-            ),
+            )
+            if args.activation == "spiking"
+            else keras.layers.Activation("relu"),
             keras_spiking.TemporalAvgPool(),
             keras.layers.Dense(10),
         ]
@@ -99,18 +94,36 @@ def _child(args):
     class Timer(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
-            self.times, self.cpu = [], []
+            self.times, self.cpu, self.wait = [], [], []
 
         def on_epoch_begin(self, epoch, logs=None):
             self.start = (time.perf_counter(), time.process_time())
+            self.waiting = True
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if self.waiting:  # the data iterator's start (and previous end)
+                self.wait.append(time.perf_counter() - self.start[0])
+                self.waiting = False
 
         def on_epoch_end(self, epoch, logs=None):
             self.times.append(time.perf_counter() - self.start[0])
             self.cpu.append(time.process_time() - self.start[1])
 
     timer = Timer()
-    model.fit(x, y, batch_size=BATCH, epochs=args.epochs, verbose=0, callbacks=[timer])
-    print(json.dumps({"times": timer.times, "cpu": timer.cpu}), flush=True)
+    if args.input == "tf.data":
+        # batched, no shuffling (as the arrays: Keras shuffles arrays per
+        # epoch, ``shuffle=False`` below keeps both the same), autotuning off
+        dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH)
+        options = tf.data.Options()
+        options.autotune.enabled = False
+        data = {"x": dataset.with_options(options)}
+    else:
+        data = {"x": x, "y": y, "batch_size": BATCH}
+    model.fit(**data, epochs=args.epochs, shuffle=False, verbose=0, callbacks=[timer])
+    print(
+        json.dumps({"times": timer.times, "cpu": timer.cpu, "wait": timer.wait}),
+        flush=True,
+    )
 
 
 def main():
@@ -121,6 +134,20 @@ def main():
     parser.add_argument("--jit", choices=["true", "false", "both"], default="both")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument(
+        "--activation",
+        choices=["spiking", "relu"],
+        default="spiking",
+        help="the walkthrough's SpikingActivation, or a plain relu in its place "
+        "(what the rest of the model and Keras' training loop cost)",
+    )
+    parser.add_argument(
+        "--input",
+        choices=["arrays", "tf.data"],
+        default="arrays",
+        help="NumPy arrays (as the walkthrough) or a batched tf.data.Dataset "
+        "with autotuning off",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -133,14 +160,16 @@ def main():
         if args.backend in ("all", b) and args.jit in ("both", str(jit).lower())
     ]
     print(f"load average at start: {os.getloadavg()}; threads: {args.threads}")
+    print(f"input: {args.input}; activation: {args.activation}")
     print(
         f"{'backend':<11} {'jit_compile':>11} {'s/epoch':>8} {'cpu s':>6} "
-        f"{'first':>6} {'predecessor':>11} {'ratio':>6}"
+        f"{'wait s':>6} {'first':>6} {'predecessor':>11} {'ratio':>6}"
     )
     for backend, jit in configs:
         env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
         command = [sys.executable, __file__, "--child", "--threads", str(args.threads)]
         command += ["--epochs", str(args.epochs), "--jit", str(jit).lower()]
+        command += ["--input", args.input, "--activation", args.activation]
         out = subprocess.run(command, env=env, capture_output=True, text=True)
         lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
         if out.returncode or not lines:
@@ -152,10 +181,12 @@ def main():
         median = rest[len(rest) // 2]
         rest = sorted(cpu[1:]) or cpu
         cpu_median = rest[len(rest) // 2]
+        rest = sorted(result["wait"][1:]) or result["wait"]
+        wait_median = rest[len(rest) // 2]
         ref = PREDECESSORS.get(backend)
         print(
             f"{backend:<11} {str(jit):>11} {median:>8.2f} {cpu_median:>6.2f} "
-            f"{times[0]:>6.2f} "
+            f"{wait_median:>6.2f} {times[0]:>6.2f} "
             + (f"{ref:>11.1f} {median / ref:>6.2f}" if ref else f"{'-':>11} {'-':>6}")
         )
     print(f"load average at end: {os.getloadavg()}")

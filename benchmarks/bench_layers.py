@@ -34,6 +34,7 @@ Usage::
 
     python benchmarks/bench_layers.py                      # all backends
     python benchmarks/bench_layers.py --backend jax --threads 2 --steps 10 1000
+    python benchmarks/bench_layers.py --backend jax --chunked --skip numerics memory
 """
 
 import argparse
@@ -44,20 +45,12 @@ import sys
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _common import configure_backend, limit_threads  # noqa: E402
+
 BACKENDS = ("tensorflow", "torch", "jax")
 BATCH, UNITS, DT, TAU = 32, 128, 0.01, 0.1
-
-
-def _limit_threads(threads):
-    """Pin this process to ``threads`` cores and tell every library so."""
-    os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:threads]))
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[name] = str(threads)
-    flags = f"intra_op_parallelism_threads={threads}"
-    if threads == 1:
-        flags = "--xla_cpu_multi_thread_eigen=false " + flags
-    os.environ["XLA_FLAGS"] = flags
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 class Runner:
@@ -65,18 +58,9 @@ class Runner:
 
     def __init__(self, backend, threads):
         self.backend = backend
-        if backend == "torch":
-            import torch
-
-            torch.set_num_threads(threads)
-            torch.set_num_interop_threads(1)
+        configure_backend(backend, threads)
         import keras
 
-        if backend == "tensorflow":
-            import tensorflow as tf
-
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(1)
         self.keras = keras
 
     # -- the stacks -------------------------------------------------------
@@ -263,6 +247,10 @@ def _speed(backend, args):
     import numpy as np
 
     runner = Runner(backend, args.threads)
+    if args.chunked:  # what the backend's compiled loop is measured against
+        from keras_spiking import kernels
+
+        kernels._backend.loop_is_cheaper = lambda steps, width: False
     rows = []
     for steps in args.steps:
         x_np = np.random.default_rng(steps).normal(50, 100, (BATCH, steps, UNITS))
@@ -406,7 +394,7 @@ def _run_child(backend, args, mode):
         env.update(MALLOC_ARENA_MAX="1", MALLOC_MMAP_MAX_="0")
         env.update(MALLOC_TRIM_THRESHOLD_=str(1 << 40))
     command = [sys.executable, __file__, "--child", mode, "--backend", backend]
-    command += ["--clock", args.clock]
+    command += ["--clock", args.clock] + (["--chunked"] if args.chunked else [])
     command += ["--threads", str(args.threads), "--repeats", str(args.repeats)]
     command += ["--budget", str(args.budget)]
     command += ["--naive-max-steps", str(args.naive_max_steps), "--steps"]
@@ -456,6 +444,12 @@ def main():
         help="skip the naive baseline above this many steps",
     )
     parser.add_argument(
+        "--chunked",
+        action="store_true",
+        help="time the chunked kernels where the backend would take a "
+        "compiled loop (JAX on CPU): what that choice is measured against",
+    )
+    parser.add_argument(
         "--clock",
         choices=["wall", "cpu"],
         default="wall",
@@ -475,7 +469,7 @@ def main():
     args = parser.parse_args()
 
     if args.child:
-        _limit_threads(args.threads)
+        limit_threads(args.threads)
         {"speed": _speed, "numerics": _numerics, "memory": _memory}[args.child](
             args.backend, args
         )

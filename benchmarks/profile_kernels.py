@@ -1,0 +1,296 @@
+"""Where the time of the spiking kernels goes, per backend.
+
+The profile behind the README's account of the speed targets that are
+missed.  For ``SpikingActivation("relu", dt=0.01)`` followed by
+``Lowpass(0.1, dt=0.01)`` on a ``(32, T, 128)`` float32 input (T = 1000 by
+default), one thread, compiled as ``bench_layers.py`` compiles it (XLA on
+TensorFlow, ``jax.jit`` on JAX, eager PyTorch):
+
+* **stages** (ms, median of ``--repeats``): ``relu`` (the memory-bound
+  floor); the spike kernel (``kernels.integrate_spikes`` of ``relu(x) * dt``);
+  the lowpass kernel, forward and forward+backward; the two layers as a
+  model, forward and forward+backward; each also as a multiple of ``relu``;
+* **TensorFlow and JAX**: the optimised XLA program of the model's forward
+  pass: its top-level instructions that write a full-size ``(32, T, 128)``
+  tensor (each is at least one pass over memory, about one ``relu``), by
+  kind, and its while loops (one iteration per step or chunk);
+* **PyTorch**: the operators that take the most time in one forward and one
+  forward+backward of the model (``torch.profiler``), with their call counts.
+
+Usage::
+
+    python benchmarks/profile_kernels.py                  # every backend
+    python benchmarks/profile_kernels.py --backend jax --steps 100
+"""
+
+import argparse
+import collections
+import os
+import re
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _common import configure_backend, limit_threads  # noqa: E402
+
+BACKENDS = ("tensorflow", "torch", "jax")
+BATCH, UNITS, DT, TAU = 32, 128, 0.01, 0.1
+
+
+def _model():
+    import keras
+
+    from keras_spiking import Lowpass, SpikingActivation
+
+    model = keras.Sequential([SpikingActivation("relu", dt=DT), Lowpass(TAU, dt=DT)])
+    model.build((BATCH, None, UNITS))
+    return model
+
+
+def _stages(backend, x_np):
+    """``{name: zero-argument callable}`` (results synchronised), and the
+    model's forward function for ``_xla_passes``."""
+    import numpy as np
+    from keras import ops
+
+    from keras_spiking import kernels
+
+    v0 = np.random.default_rng(1).uniform(0, 1, (BATCH, UNITS)).astype("float32")
+    log_a = np.full(UNITS, -DT / TAU, "float32")
+    model = _model()
+    # copies, as bench_layers.py: a NumPy array's buffer is not always 64-byte
+    # aligned, and an unaligned one made torch's relu 10 times slower here
+    tensors = [ops.convert_to_tensor(v) for v in (x_np, v0, log_a)]
+
+    def spikes(x, v0):
+        return kernels.integrate_spikes(ops.relu(x) * DT, v0)[0]
+
+    def lowpass(x, log_a, y0):
+        return kernels.lowpass(x, log_a, y0)
+
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        x, v0, log_a = tensors
+
+        def lowpass_grad(x, log_a, y0):
+            with tf.GradientTape() as tape:
+                tape.watch([x, log_a, y0])
+                loss = tf.reduce_sum(lowpass(x, log_a, y0))
+            return tape.gradient(loss, [x, log_a, y0])
+
+        def model_grad(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                loss = tf.reduce_sum(model(x, training=True))
+            return tape.gradient(loss, [x] + model.trainable_variables)
+
+        def jit(fn):
+            return tf.function(fn, jit_compile=True)
+
+        forward = jit(lambda x: model(x, training=False))
+        calls = {
+            "relu": (jit(tf.nn.relu), (x,)),
+            "spikes": (jit(spikes), (x, v0)),
+            "lowpass": (jit(lowpass), (x, log_a, v0)),
+            "lowpass fwd+bwd": (jit(lowpass_grad), (x, log_a, v0)),
+            "model": (forward, (x,)),
+            "model fwd+bwd": (jit(model_grad), (x,)),
+        }
+
+        def sync(value):
+            return tf.nest.map_structure(lambda v: v.numpy(), value)
+
+        hlo = forward.experimental_get_compiler_ir(x)(stage="optimized_hlo")
+    elif backend == "jax":
+        import jax
+
+        x, v0, log_a = tensors
+        trainable = [v.value for v in model.trainable_variables]
+        fixed = [v.value for v in model.non_trainable_variables]
+
+        def call(train, x, training):
+            return model.stateless_call(train, fixed, x, training=training)[0]
+
+        def total(fn):
+            return lambda *a: jax.numpy.sum(fn(*a))
+
+        forward = jax.jit(lambda x, t: call(t, x, False))
+        calls = {
+            "relu": (jax.jit(jax.nn.relu), (x,)),
+            "spikes": (jax.jit(spikes), (x, v0)),
+            "lowpass": (jax.jit(lowpass), (x, log_a, v0)),
+            "lowpass fwd+bwd": (
+                jax.jit(jax.grad(total(lowpass), argnums=(0, 1, 2))),
+                (x, log_a, v0),
+            ),
+            "model": (forward, (x, trainable)),
+            "model fwd+bwd": (
+                jax.jit(
+                    jax.grad(
+                        total(lambda x, t: call(t, x, True)),
+                        argnums=(0, 1),
+                    )
+                ),
+                (x, trainable),
+            ),
+        }
+        sync = jax.block_until_ready
+        hlo = forward.lower(x, trainable).compile().as_text()
+    else:
+        import torch
+
+        x, v0, log_a = tensors
+
+        def no_grad(fn):
+            def run(*args):
+                with torch.no_grad():
+                    return fn(*args)
+
+            return run
+
+        def lowpass_grad(x, log_a, y0):
+            args = [v.detach().requires_grad_(True) for v in (x, log_a, y0)]
+            lowpass(*args).sum().backward()
+            return [v.grad for v in args]
+
+        def model_grad(x):
+            model.zero_grad()
+            x = x.detach().requires_grad_(True)
+            model(x, training=True).sum().backward()
+            return x.grad
+
+        calls = {
+            "relu": (no_grad(torch.relu), (x,)),
+            "spikes": (no_grad(spikes), (x, v0)),
+            "lowpass": (no_grad(lowpass), (x, log_a, v0)),
+            "lowpass fwd+bwd": (lowpass_grad, (x, log_a, v0)),
+            "model": (no_grad(lambda x: model(x, training=False)), (x,)),
+            "model fwd+bwd": (model_grad, (x,)),
+        }
+
+        def sync(value):
+            return value
+
+        hlo = None
+    return {
+        name: (lambda fn=fn, args=args: sync(fn(*args)))
+        for name, (fn, args) in calls.items()
+    }, hlo
+
+
+def _median_ms(fn, repeats):
+    # a dozen warm-up calls: JAX's first few calls at T = 1000 took 10 times
+    # longer (fresh output buffers, while freed ones are not yet reused)
+    for _ in range(12):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2] * 1e3
+
+
+def _xla_passes(hlo, full_size):
+    """Top-level instructions of the entry computation that write at least
+    ``full_size`` elements, by kind; and the number of while loops."""
+    entry = hlo[hlo.index("\nENTRY") :]
+    entry = entry[: entry.index("\n}")]
+    kinds, loops = collections.Counter(), 0
+    for line in entry.splitlines():
+        match = re.match(r"\s*(?:ROOT )?%\S+ = (\w+)\[([\d,]*)\]\S* ([\w-]+)\(", line)
+        if not match:
+            if " while(" in line:
+                loops += 1
+            continue
+        dims, kind = match.group(2), match.group(3)
+        if kind == "while":
+            loops += 1
+        size = 1
+        for dim in filter(None, dims.split(",")):
+            size *= int(dim)
+        free = ("parameter", "bitcast", "get-tuple-element", "constant", "tuple")
+        if size >= full_size and kind not in free:
+            name = re.search(r'op_name="([^"]+)"', line)
+            label = kind
+            if kind == "fusion" and name:  # what the fusion was made from
+                label = "fusion(" + name.group(1).split("/")[-1] + ")"
+            kinds[label] += 1
+    return kinds, loops
+
+
+def _child(backend, args):
+    import numpy as np
+
+    configure_backend(backend, args.threads)
+    x_np = np.random.default_rng(0).normal(50, 100, (BATCH, args.steps, UNITS))
+    stages, hlo = _stages(backend, x_np.astype("float32"))
+    times = {name: _median_ms(fn, args.repeats) for name, fn in stages.items()}
+    relu = times["relu"]
+    print(f"\n== {backend}, T = {args.steps}: stages (ms, median; x relu)")
+    for name, ms in times.items():
+        print(f"  {name:<18} {ms:9.2f} {ms / relu:8.1f}")
+    if hlo is not None:
+        kinds, loops = _xla_passes(hlo, BATCH * args.steps * UNITS)
+        print(
+            f"  XLA forward: {sum(kinds.values())} full-size writes, "
+            f"{loops} while loop(s)"
+        )
+        for kind, count in kinds.most_common():
+            print(f"    {count:3d} x {kind}")
+    if backend == "torch":
+        import torch.profiler
+
+        for name in ("model", "model fwd+bwd"):
+            with torch.profiler.profile(
+                activities=[torch.profiler.ProfilerActivity.CPU]
+            ) as prof:
+                stages[name]()
+            print(f"  torch.profiler, {name}: top operators by self CPU time")
+            events = sorted(
+                prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True
+            )
+            total = sum(e.self_cpu_time_total for e in events)
+            calls = sum(e.count for e in events)
+            print(f"    total self CPU {total / 1e3:.2f} ms, {calls} calls")
+            for event in events[: args.top]:
+                print(
+                    f"    {event.key:<32} {event.count:5d} calls "
+                    f"{event.self_cpu_time_total / 1e3:8.2f} ms"
+                )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", choices=BACKENDS + ("all",), default="all")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--top", type=int, default=8, help="PyTorch operators shown")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        limit_threads(args.threads)
+        _child(os.environ["KERAS_BACKEND"], args)
+        return
+    print(f"load average at start: {os.getloadavg()}; threads: {args.threads}")
+    for backend in BACKENDS if args.backend == "all" else (args.backend,):
+        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
+        # keep freed memory, as bench_layers.py: no page faults per call
+        env.update(MALLOC_ARENA_MAX="1", MALLOC_MMAP_MAX_="0")
+        env.update(MALLOC_TRIM_THRESHOLD_=str(1 << 40))
+        command = [sys.executable, __file__, "--child", "--backend", backend]
+        command += ["--threads", str(args.threads), "--steps", str(args.steps)]
+        command += ["--repeats", str(args.repeats), "--top", str(args.top)]
+        out = subprocess.run(command, env=env, capture_output=True, text=True)
+        sys.stdout.write(out.stdout)
+        if out.returncode:
+            sys.stderr.write(out.stderr[-3000:])
+    print(f"load average at end: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
