@@ -369,18 +369,17 @@ def _scan(u, log_a, y0, chunk, levels, reverse=False, scale=None):
     ``a**chunk``) gives the value entering each chunk; then one running sum
     per chunk of ``a**-c u_c``, started from that value, times ``a**c``.
     """
+    compiled_loop = levels == STEPWISE and not _unrolled(u)
+    if scale is not None and not compiled_loop:  # one op, not one per step
+        u, scale = u * scale, None
     if levels == STEPWISE:
         a = ops.exp(log_a)
-        if scale is not None and _unrolled(u):  # eager: one op, not one a step
-            u, scale = u * scale, None
 
         def step(y, u_t):
             y = a * y + (u_t if scale is None else scale * u_t)
             return y, y
 
         return _loop(step, y0, u, reverse)[1]
-    if scale is not None:
-        u = u * scale
     if levels == 0:
         return _dense_scan(u, log_a, y0, reverse)
     steps, static_steps = ops.shape(u)[1], _static(u.shape[1])

@@ -61,6 +61,17 @@ def model_and_outputs():
     return model, inputs, outputs
 
 
+def skip_if_keras_cannot_export(fmt, directory):
+    """Skip, with Keras' error as the reason, if Keras cannot export even a
+    plain Dense model to ``fmt`` from this backend."""
+    reason = keras_cannot_export(fmt, directory)
+    if reason is not None:
+        pytest.skip(
+            f"Keras {keras.__version__} cannot export {fmt} from the "
+            f"{keras.backend.backend()} backend, even a plain Dense model: {reason}"
+        )
+
+
 def keras_cannot_export(fmt, directory):
     """The error Keras raises exporting a plain Dense model, or None."""
     plain = keras.Sequential([keras.Input((None, FEATURES)), keras.layers.Dense(2)])
@@ -90,12 +101,7 @@ def assert_outputs_equal(got, want, message):
 
 
 def test_tf_saved_model(model_and_outputs, tmp_path):
-    reason = keras_cannot_export("tf_saved_model", tmp_path)
-    if reason is not None:
-        pytest.skip(
-            f"Keras {keras.__version__} cannot export tf_saved_model from the "
-            f"{keras.backend.backend()} backend, even a plain Dense model: {reason}"
-        )
+    skip_if_keras_cannot_export("tf_saved_model", tmp_path)
     import tensorflow as tf
 
     model, inputs, outputs = model_and_outputs
@@ -110,12 +116,7 @@ def test_tf_saved_model(model_and_outputs, tmp_path):
 
 
 def test_onnx(model_and_outputs, tmp_path):
-    reason = keras_cannot_export("onnx", tmp_path)
-    if reason is not None:
-        pytest.skip(
-            f"Keras {keras.__version__} cannot export onnx from the "
-            f"{keras.backend.backend()} backend, even a plain Dense model: {reason}"
-        )
+    skip_if_keras_cannot_export("onnx", tmp_path)
     import onnxruntime
 
     model, inputs, outputs = model_and_outputs
