@@ -16,7 +16,9 @@ the time from the start of the epoch to its first batch (the data iterator
 starting, and on TensorFlow the previous epoch's iterator being torn down),
 with the first epoch's wall-clock time shown apart.  ``--input tf.data``
 feeds a batched ``tf.data.Dataset`` with autotuning off instead of the
-NumPy arrays.
+NumPy arrays (``tf.data-autotune``: with an autotuned prefetch instead);
+``--activation relu`` puts a plain relu in place of the
+``SpikingActivation``: what the rest of the model and the training loop cost.
 
 For reference on this machine kind, one thread (issue 5): the TensorFlow
 predecessor (KerasSpiking) took 4.7 s per epoch with ``model.fit``; the
@@ -28,6 +30,7 @@ Usage::
     python benchmarks/bench_fit.py                   # every backend and mode
     python benchmarks/bench_fit.py --backend jax --epochs 2
     python benchmarks/bench_fit.py --backend tensorflow --input tf.data
+    python benchmarks/bench_fit.py --backend torch --jit true   # torch.compile
 """
 
 import argparse
@@ -42,8 +45,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import configure_backend, limit_threads  # noqa: E402
 
 # (backend, jit_compile) pairs run by default; jax without jit is not how
-# anyone trains (op by op); torch with jit_compile (torch.compile) was slower
-# here: 36 s for the first half epoch, then 7.7 s/epoch (2026-11-28)
+# anyone trains (op by op); torch with jit_compile (torch.compile, a long
+# first epoch) runs only when asked for: --backend torch --jit true
 CONFIGS = [
     ("tensorflow", False),
     ("tensorflow", True),
@@ -62,7 +65,7 @@ def _child(args):
 
     import keras_spiking
 
-    if args.input == "tf.data":
+    if args.input.startswith("tf.data"):
         import tensorflow as tf
 
     rng = np.random.default_rng(0)
@@ -110,13 +113,16 @@ def _child(args):
             self.cpu.append(time.process_time() - self.start[1])
 
     timer = Timer()
-    if args.input == "tf.data":
-        # batched, no shuffling (as the arrays: Keras shuffles arrays per
-        # epoch, ``shuffle=False`` below keeps both the same), autotuning off
+    if args.input.startswith("tf.data"):
+        # batched, in data order as the arrays (``shuffle=False`` below)
         dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH)
-        options = tf.data.Options()
-        options.autotune.enabled = False
-        data = {"x": dataset.with_options(options)}
+        if args.input == "tf.data":  # autotuning off
+            options = tf.data.Options()
+            options.autotune.enabled = False
+            dataset = dataset.with_options(options)
+        else:  # an autotuned prefetch, as Keras' pipeline for arrays has
+            dataset = dataset.prefetch(tf.data.AUTOTUNE)
+        data = {"x": dataset}
     else:
         data = {"x": x, "y": y, "batch_size": BATCH}
     model.fit(**data, epochs=args.epochs, shuffle=False, verbose=0, callbacks=[timer])
@@ -143,10 +149,10 @@ def main():
     )
     parser.add_argument(
         "--input",
-        choices=["arrays", "tf.data"],
+        choices=["arrays", "tf.data", "tf.data-autotune"],
         default="arrays",
-        help="NumPy arrays (as the walkthrough) or a batched tf.data.Dataset "
-        "with autotuning off",
+        help="NumPy arrays (as the walkthrough), or a batched tf.data.Dataset "
+        "with autotuning off, or with an autotuned prefetch",
     )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -159,6 +165,8 @@ def main():
         for b, jit in CONFIGS
         if args.backend in ("all", b) and args.jit in ("both", str(jit).lower())
     ]
+    if args.backend == "torch" and args.jit == "true":  # only when asked for
+        configs = [("torch", True)]
     print(f"load average at start: {os.getloadavg()}; threads: {args.threads}")
     print(f"input: {args.input}; activation: {args.activation}")
     print(

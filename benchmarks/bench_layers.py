@@ -11,8 +11,8 @@ T in {10, 100, 1000, 10000}, against two baselines measured in the same run:
   ``keras.ops.scan`` iteration per step, straight-through spike gradient).
 
 Compiled as a user would: ``tf.function(jit_compile=True)`` on TensorFlow
-(the naive loop under ``tf.function`` without XLA: ``keras.ops.scan`` has no
-fixed trip count), ``jax.jit`` on JAX, eager on PyTorch (forward under
+(the naive loop under ``tf.function`` without XLA: XLA cannot compile the
+gradient of ``keras.ops.scan``), ``jax.jit`` on JAX, eager on PyTorch (forward under
 ``torch.no_grad()``).  Each cell is the median of ``--repeats`` runs after a
 warm-up (fewer for runs over ``--budget`` seconds).
 
@@ -143,7 +143,8 @@ class Runner:
                     loss = tf.reduce_sum(tf.nn.relu(x))
                 return tape.gradient(loss, x)
 
-            # keras.ops.scan has no fixed trip count: no XLA for the naive loop
+            # no XLA for the naive loop: XLA cannot compile the gradient of
+            # keras.ops.scan (TensorArrays without a fixed size)
             jit = {"fast": True, "naive": False}
             functions = {
                 "relu": (

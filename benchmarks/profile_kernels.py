@@ -15,7 +15,15 @@ TensorFlow, ``jax.jit`` on JAX, eager PyTorch):
   tensor (each is at least one pass over memory, about one ``relu``), by
   kind, and its while loops (one iteration per step or chunk);
 * **PyTorch**: the operators that take the most time in one forward and one
-  forward+backward of the model (``torch.profiler``), with their call counts.
+  forward+backward of the model (``torch.profiler``), with their call counts;
+* **fixed costs per call** (microseconds): the seeded initial voltages as a
+  hash in the graph and as a NumPy constant; on TensorFlow the unseeded
+  draw with ``keras.random.uniform`` and with ``backend.uniform`` under XLA;
+  on PyTorch a ``keras.ops`` call against the torch call, and the operator
+  calls of each kernel stage.
+
+The spike and lowpass kernels are also timed in their step-by-step forms
+(``kernels.*_naive``).
 
 Usage::
 
@@ -49,6 +57,33 @@ def _model():
     return model
 
 
+def _forward_compiler(backend):
+    """``(compile, sync)``: how a forward function is compiled on ``backend``
+    (XLA on TensorFlow, ``jax.jit``, eager without autograd on PyTorch), and
+    how its result is waited for."""
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        def sync(value):
+            return tf.nest.map_structure(lambda v: v.numpy(), value)
+
+        return (lambda fn: tf.function(fn, jit_compile=True)), sync
+    if backend == "jax":
+        import jax
+
+        return jax.jit, jax.block_until_ready
+    import torch
+
+    def no_grad(fn):
+        def run(*args):
+            with torch.no_grad():
+                return fn(*args)
+
+        return run
+
+    return no_grad, lambda value: value
+
+
 def _stages(backend, x_np):
     """``{name: zero-argument callable}`` (results synchronised), and the
     model's forward function for ``_xla_passes``."""
@@ -70,10 +105,20 @@ def _stages(backend, x_np):
     def lowpass(x, log_a, y0):
         return kernels.lowpass(x, log_a, y0)
 
+    def spikes_naive(x, v0):
+        return kernels.integrate_spikes_naive(ops.relu(x) * DT, v0)[0]
+
+    jit, sync = _forward_compiler(backend)
+    x, v0, log_a = tensors
+    kernel_calls = {
+        "spikes": (jit(spikes), (x, v0)),
+        "spikes, step by step": (jit(spikes_naive), (x, v0)),
+        "lowpass": (jit(lowpass), (x, log_a, v0)),
+        "lowpass, step by step": (jit(kernels.lowpass_naive), (x, log_a, v0)),
+    }
+
     if backend == "tensorflow":
         import tensorflow as tf
-
-        x, v0, log_a = tensors
 
         def lowpass_grad(x, log_a, y0):
             with tf.GradientTape() as tape:
@@ -87,27 +132,18 @@ def _stages(backend, x_np):
                 loss = tf.reduce_sum(model(x, training=True))
             return tape.gradient(loss, [x] + model.trainable_variables)
 
-        def jit(fn):
-            return tf.function(fn, jit_compile=True)
-
         forward = jit(lambda x: model(x, training=False))
         calls = {
             "relu": (jit(tf.nn.relu), (x,)),
-            "spikes": (jit(spikes), (x, v0)),
-            "lowpass": (jit(lowpass), (x, log_a, v0)),
+            **kernel_calls,
             "lowpass fwd+bwd": (jit(lowpass_grad), (x, log_a, v0)),
             "model": (forward, (x,)),
             "model fwd+bwd": (jit(model_grad), (x,)),
         }
-
-        def sync(value):
-            return tf.nest.map_structure(lambda v: v.numpy(), value)
-
         hlo = forward.experimental_get_compiler_ir(x)(stage="optimized_hlo")
     elif backend == "jax":
         import jax
 
-        x, v0, log_a = tensors
         trainable = [v.value for v in model.trainable_variables]
         fixed = [v.value for v in model.non_trainable_variables]
 
@@ -119,9 +155,8 @@ def _stages(backend, x_np):
 
         forward = jax.jit(lambda x, t: call(t, x, False))
         calls = {
-            "relu": (jax.jit(jax.nn.relu), (x,)),
-            "spikes": (jax.jit(spikes), (x, v0)),
-            "lowpass": (jax.jit(lowpass), (x, log_a, v0)),
+            "relu": (jit(jax.nn.relu), (x,)),
+            **kernel_calls,
             "lowpass fwd+bwd": (
                 jax.jit(jax.grad(total(lowpass), argnums=(0, 1, 2))),
                 (x, log_a, v0),
@@ -137,19 +172,9 @@ def _stages(backend, x_np):
                 (x, trainable),
             ),
         }
-        sync = jax.block_until_ready
         hlo = forward.lower(x, trainable).compile().as_text()
     else:
         import torch
-
-        x, v0, log_a = tensors
-
-        def no_grad(fn):
-            def run(*args):
-                with torch.no_grad():
-                    return fn(*args)
-
-            return run
 
         def lowpass_grad(x, log_a, y0):
             args = [v.detach().requires_grad_(True) for v in (x, log_a, y0)]
@@ -163,17 +188,12 @@ def _stages(backend, x_np):
             return x.grad
 
         calls = {
-            "relu": (no_grad(torch.relu), (x,)),
-            "spikes": (no_grad(spikes), (x, v0)),
-            "lowpass": (no_grad(lowpass), (x, log_a, v0)),
+            "relu": (jit(torch.relu), (x,)),
+            **kernel_calls,
             "lowpass fwd+bwd": (lowpass_grad, (x, log_a, v0)),
-            "model": (no_grad(lambda x: model(x, training=False)), (x,)),
+            "model": (jit(lambda x: model(x, training=False)), (x,)),
             "model fwd+bwd": (model_grad, (x,)),
         }
-
-        def sync(value):
-            return value
-
         hlo = None
     return {
         name: (lambda fn=fn, args=args: sync(fn(*args)))
@@ -192,6 +212,69 @@ def _median_ms(fn, repeats):
         fn()
         times.append(time.perf_counter() - start)
     return sorted(times)[len(times) // 2] * 1e3
+
+
+def _per_call_us(fn, calls=300):
+    """Mean microseconds per call of ``fn``, after warm-up calls."""
+    for _ in range(30):
+        fn()
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - start) / calls * 1e6
+
+
+def _overheads(backend, stages):
+    """Fixed per-call costs behind the short-sequence results (microseconds),
+    and on PyTorch the operator calls of each kernel stage."""
+    import keras
+    from keras import ops
+
+    from keras_spiking import backend as shim
+    from keras_spiking import kernels
+
+    jit, sync = _forward_compiler(backend)
+    costs = {
+        "seeded voltages, hash in the graph": jit(
+            lambda: kernels._seeded_uniform(BATCH, UNITS, 0, ops)
+        ),
+        "seeded voltages, NumPy constant": jit(
+            lambda: kernels.seeded_uniform(BATCH, UNITS, 0)
+        ),
+    }
+    if backend == "tensorflow":
+        generator = keras.random.SeedGenerator(0)
+        costs["unseeded voltages, keras.random.uniform"] = jit(
+            lambda: keras.random.uniform((BATCH, UNITS), seed=generator)
+        )
+        costs["unseeded voltages, backend.uniform"] = jit(
+            lambda: shim.uniform((BATCH, UNITS), generator)
+        )
+    if backend == "torch":
+        import torch
+
+        a, b = torch.rand(BATCH, 10, UNITS), torch.rand(BATCH, 10, UNITS)
+        costs["keras.ops.add, (32, 10, 128)"] = lambda: ops.add(a, b)
+        costs["torch.add, (32, 10, 128)"] = lambda: torch.add(a, b)
+        costs["keras.ops.reshape, (32, 10, 128)"] = lambda: ops.reshape(a, (-1, UNITS))
+        costs["torch.reshape, (32, 10, 128)"] = lambda: torch.reshape(a, (-1, UNITS))
+    print("  fixed costs per call (us)")
+    for name, fn in costs.items():
+        print(f"    {name:<40} {_per_call_us(lambda fn=fn: sync(fn())):8.1f}")
+    if backend == "torch":
+        import torch.profiler
+
+        print("  operator calls per forward of each kernel stage")
+        for name in (
+            "spikes",
+            "spikes, step by step",
+            "lowpass",
+            "lowpass, step by step",
+        ):
+            with torch.profiler.profile() as prof:
+                stages[name]()
+            calls = sum(e.count for e in prof.key_averages())
+            print(f"    {name:<40} {calls:8d}")
 
 
 def _xla_passes(hlo, full_size):
@@ -232,7 +315,7 @@ def _child(backend, args):
     relu = times["relu"]
     print(f"\n== {backend}, T = {args.steps}: stages (ms, median; x relu)")
     for name, ms in times.items():
-        print(f"  {name:<18} {ms:9.2f} {ms / relu:8.1f}")
+        print(f"  {name:<22} {ms:9.3f} {ms / relu:8.1f}")
     if hlo is not None:
         kinds, loops = _xla_passes(hlo, BATCH * args.steps * UNITS)
         print(
@@ -241,6 +324,7 @@ def _child(backend, args):
         )
         for kind, count in kinds.most_common():
             print(f"    {count:3d} x {kind}")
+    _overheads(backend, stages)
     if backend == "torch":
         import torch.profiler
 
