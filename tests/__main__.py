@@ -1,0 +1,74 @@
+"""The project's test command: ``python -m tests``.
+
+Runs the whole suite once per Keras backend, each in a process of its own
+(Keras chooses its backend when it is imported, so one process cannot test
+two), in the active Python environment, then lints with ruff. Exits non-zero
+if any of them fails.
+
+Examples::
+
+    python -m tests                          # tensorflow, torch, jax, then ruff
+    python -m tests --backend jax --no-lint  # one backend
+    python -m tests -- tests/test_kernels.py -x   # arguments after -- go to pytest
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+
+BACKENDS = ("tensorflow", "torch", "jax")
+
+
+def _run(command, env=None):
+    print(f"\n$ {' '.join(command)}", flush=True)
+    return subprocess.call(command, env=env)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m tests",
+        description="Run the test suite under each Keras backend, then ruff.",
+    )
+    parser.add_argument(
+        "--backend",
+        action="append",
+        choices=BACKENDS,
+        help="run only this backend (repeat for several); default: all three",
+    )
+    parser.add_argument("--no-lint", action="store_true", help="skip ruff")
+    parser.add_argument(
+        "pytest_args",
+        nargs="*",
+        help="arguments for pytest (after --); default: tests",
+    )
+    args = parser.parse_args(argv)
+
+    failures = []
+    for backend in args.backend or BACKENDS:
+        env = dict(os.environ, KERAS_BACKEND=backend)
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        if backend == "torch":
+            # One intra-op thread unless the user says otherwise: with two
+            # threads on two cores busy with other work, the walkthrough test
+            # took minutes instead of seconds (README, walkthrough section).
+            env.setdefault("OMP_NUM_THREADS", "1")
+        print(f"\n===== KERAS_BACKEND={backend} =====", flush=True)
+        command = [sys.executable, "-m", "pytest", *(args.pytest_args or ["tests"])]
+        # pytest's exit code 5 (no test collected) is a failure here too
+        if _run(command, env) != 0:
+            failures.append(f"pytest under {backend}")
+    if not args.no_lint:
+        for command in (["check", "."], ["format", "--check", "."]):
+            if _run([sys.executable, "-m", "ruff", *command]) != 0:
+                failures.append(f"ruff {command[0]}")
+
+    if failures:
+        print(f"\nFAILED: {', '.join(failures)}", flush=True)
+        return 1
+    print("\nAll backends and lint passed.", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
