@@ -3,12 +3,25 @@
 This is the only module that imports the private ``keras.src.testing`` (its
 ``TestCase.run_layer_test`` checks config and serialization round trips, weight
 counts, symbolic calls, a one-step fit and mixed precision), and the only test
-module that dispatches on the backend (to take gradients).
+module that dispatches on the backend: to take gradients (``gradients``), to
+compile calls under JAX (``run_jit``), and in the flags that the other modules
+read to choose backend-dependent cases (``XLA``, ``UNKNOWN_AXES``).  Only
+TensorFlow-specific tests (skipped elsewhere) import a backend themselves.
 """
 
 import keras
 import numpy as np
 from keras.src.testing import TestCase as _KerasTestCase
+
+BACKEND = keras.backend.backend()
+
+# ``jit_compile=True`` means XLA on TensorFlow and JAX (torch would mean
+# torch.compile, which is outside these tests).
+XLA = BACKEND in ("tensorflow", "jax")
+
+# Only TensorFlow traces graphs in which an axis is unknown (``None``); JAX
+# always traces concrete shapes.
+UNKNOWN_AXES = BACKEND == "tensorflow"
 
 
 class _Harness(_KerasTestCase):
@@ -30,15 +43,27 @@ def numpy(x):
     return np.asarray(keras.ops.convert_to_numpy(x))
 
 
-def gradients(fn, *inputs):
+def run_jit(fn, *args):
+    """``fn(*args)`` as NumPy; compiled with ``jax.jit`` under JAX (op-by-op
+    dispatch there compiles every primitive for every new shape, several times
+    slower), called eagerly under the other backends."""
+    if BACKEND == "jax":
+        import jax
+
+        return numpy(jax.jit(fn)(*args))
+    return numpy(fn(*args))
+
+
+def gradients(fn, *inputs, jit=False):
     """Value and gradients of a scalar ``fn(*tensors)`` w.r.t. its inputs.
 
     ``inputs`` are NumPy arrays; returns ``(value, [gradient, ...])`` as NumPy,
     using the backend's own autodiff (``tf.GradientTape``, ``torch.autograd``
-    or ``jax.value_and_grad``).
+    or ``jax.value_and_grad``).  With ``jit=True`` the JAX gradient is
+    compiled with ``jax.jit`` (see ``run_jit``); the other backends ignore it.
     """
     inputs = [np.asarray(x, np.float32) for x in inputs]
-    backend = keras.backend.backend()
+    backend = BACKEND
     if backend == "tensorflow":
         import tensorflow as tf
 
@@ -59,9 +84,8 @@ def gradients(fn, *inputs):
     elif backend == "jax":
         import jax
 
-        value, grads = jax.value_and_grad(fn, argnums=tuple(range(len(inputs))))(
-            *inputs
-        )
+        grad_fn = jax.value_and_grad(fn, argnums=tuple(range(len(inputs))))
+        value, grads = (jax.jit(grad_fn) if jit else grad_fn)(*inputs)
     else:  # pragma: no cover
         raise NotImplementedError(f"no gradient helper for backend {backend!r}")
     pairs = zip(inputs, grads, strict=True)

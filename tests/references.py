@@ -1,8 +1,13 @@
 """Small NumPy references of the layers' formulas, for the tests.
 
-Written from the formulas in issue 2, step by step in float64, independent of
-``keras_spiking.kernels``.  Every function takes batch-major arrays
-``(batch, time, *features)`` and returns float64 arrays.
+Written from the formulas in the README's layer table and the layers'
+docstrings, step by step in float64, independent of ``keras_spiking``.  Every
+formula takes batch-major arrays ``(batch, time, *features)`` and returns
+float64 arrays.  The formulas come first in the layers' parameters (``rates``,
+``tau``, ``dt``, ``level``), then in the kernels' (``keras_spiking.kernels``:
+increments ``rate * dt``, ``log_a = -dt / tau``, any filter state), then the
+reference gradient (central finite differences) and inputs for which float32
+arithmetic is exact.
 """
 
 import numpy as np
@@ -57,8 +62,13 @@ def lowpass(x, tau, dt, level):
     ``y_{-1} = level``.  ``tau`` and ``level`` broadcast against the feature
     axes (``level`` may also carry a batch axis).  Returns ``y`` over time.
     """
+    return _lowpass(x, np.exp(-dt / np.asarray(tau, np.float64)), level)
+
+
+def _lowpass(x, a, level):
+    """``y_t = (1-a) x_t + a y_{t-1}``, ``y_{-1} = level``, for a given ``a``."""
     x = np.asarray(x, np.float64)
-    a = np.exp(-dt / np.asarray(tau, np.float64))
+    a = np.asarray(a, np.float64)
     y = np.broadcast_to(np.asarray(level, np.float64), x[:, 0].shape).copy()
     out = np.zeros_like(x)
     for t in range(x.shape[1]):
@@ -116,3 +126,64 @@ def temporal_avg_pool(x, time_axis=1):
     """Mean over the time axis: ``(1/T) sum_t x_t``."""
     x = np.asarray(x, np.float64)
     return x.sum(axis=time_axis) / x.shape[time_axis]
+
+
+# ------------------------------------------------- in the kernels' terms ---
+
+
+def spike_counts(increments, v0):
+    """``spikes`` for increments ``rate * dt`` given directly (``dt = 1``).
+
+    Each step: ``v += increment; n = floor(v); v -= n``.  Returns the counts
+    ``n`` (not divided by ``dt``) and the voltage after the last step.
+    """
+    return spikes(increments, 1.0, v0)
+
+
+def lowpass_log_a(x, log_a, y0):
+    """``lowpass`` with ``a = exp(log_a)`` (``log_a = -dt / tau``) from state ``y0``."""
+    return _lowpass(x, np.exp(np.asarray(log_a, np.float64)), y0)
+
+
+def alpha_states(x, log_a, p0, q0):
+    """The alpha filter as the kernels hold it: from any state ``(p0, q0)``.
+
+    Two cascaded lowpass stages ``p = lowpass(x)``, ``q = lowpass(p)``, mixed
+    as ``(1 - c) p + c q`` with ``c = -log_a / (1 - exp(log_a))``; at rest at
+    ``level`` (``p0 = q0 = level``) this is ``alpha``.  Returns the output and
+    the last ``p`` and ``q``.
+    """
+    log_a = np.asarray(log_a, np.float64)
+    p = lowpass_log_a(x, log_a, p0)
+    q = lowpass_log_a(p, log_a, q0)
+    c = -log_a / (1 - np.exp(log_a))
+    return (1 - c) * p + c * q, p[:, -1], q[:, -1]
+
+
+# ------------------------------------------------------------- gradients ---
+
+
+def finite_difference(f, value, eps):
+    """Central differences of the float64 scalar ``f`` w.r.t. each entry of
+    ``value``: ``(f(value + eps e_i) - f(value - eps e_i)) / (2 eps)``."""
+    value = np.asarray(value, np.float64)
+    grad = np.zeros_like(value)
+    for index in np.ndindex(value.shape):
+        up, down = value.copy(), value.copy()
+        up[index] += eps
+        down[index] -= eps
+        grad[index] = (f(up) - f(down)) / (2 * eps)
+    return grad
+
+
+# ---------------------------------------------------------------- inputs ---
+
+
+def integer_rates(shape, seed=0, highest=199):
+    """Integer rates from -20 to ``highest`` (float32, seeded).
+
+    For ``dt`` a power of two every increment ``rate * dt`` is exact in
+    float32, so layers' spikes equal ``spikes`` exactly.
+    """
+    rng = np.random.default_rng(seed)
+    return rng.integers(-20, highest + 1, shape).astype("float32")

@@ -6,11 +6,9 @@ import pytest
 
 import keras_spiking
 from keras_spiking.callbacks import DtScheduler
+from tests.harness import XLA
 
-BACKEND = keras.backend.backend()
-# ``jit_compile=True`` means XLA on TensorFlow and JAX (torch would mean
-# torch.compile, which is outside this check).
-JIT_MODES = [False, True] if BACKEND in ("tensorflow", "jax") else [False]
+JIT_MODES = [False, True] if XLA else [False]  # see ``tests.harness.XLA``
 
 TAU = 0.02
 STEPS, UNITS = 5, 3
@@ -154,17 +152,22 @@ def test_trainable_or_nonscalar_variable_rejected():
         DtScheduler(keras.Variable(0.001, trainable=False), 0.002)
 
 
+def fit_ones(model, callback):
+    """One epoch on 4 examples of ones (targets zeros) with ``callback``."""
+    model.fit(
+        np.ones((4, STEPS, UNITS), "float32"),
+        np.zeros((4, UNITS), "float32"),
+        verbose=0,
+        callbacks=[callback],
+    )
+
+
 def test_variable_not_used_by_model_rejected():
     model = lowpass_model(0.001)
     model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
     unused = keras.Variable(0.001, trainable=False, name="unused_dt")
     with pytest.raises(ValueError, match="no layer of model"):
-        model.fit(
-            np.ones((4, STEPS, UNITS), "float32"),
-            np.zeros((4, UNITS), "float32"),
-            verbose=0,
-            callbacks=[DtScheduler(unused, lambda step: 0.002)],
-        )
+        fit_ones(model, DtScheduler(unused, lambda step: 0.002))
 
 
 def test_bad_schedule_value_rejected():
@@ -172,9 +175,4 @@ def test_bad_schedule_value_rejected():
     model = lowpass_model(dt)
     model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
     with pytest.raises(ValueError, match="dt must be > 0"):
-        model.fit(
-            np.ones((4, STEPS, UNITS), "float32"),
-            np.zeros((4, UNITS), "float32"),
-            verbose=0,
-            callbacks=[DtScheduler(dt, lambda step: 0.0)],
-        )
+        fit_ones(model, DtScheduler(dt, lambda step: 0.0))

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import keras_spiking
+from tests.harness import BACKEND
 
 FEATURES = 4
 SEED = 5
@@ -68,7 +69,7 @@ def skip_if_keras_cannot_export(fmt, directory):
     if reason is not None:
         pytest.skip(
             f"Keras {keras.__version__} cannot export {fmt} from the "
-            f"{keras.backend.backend()} backend, even a plain Dense model: {reason}"
+            f"{BACKEND} backend, even a plain Dense model: {reason}"
         )
 
 

@@ -129,16 +129,6 @@ def test_alpha_step_and_impulse_responses_are_continuous_ones(tau):
 # ------------------------------------------------------------ gradients ---
 
 
-def finite_difference(f, value, eps):
-    grad = np.zeros_like(value, dtype=np.float64)
-    for index in np.ndindex(value.shape):
-        up, down = value.astype(np.float64), value.astype(np.float64)
-        up[index] += eps
-        down[index] -= eps
-        grad[index] = (f(up) - f(down)) / (2 * eps)
-    return grad
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_filter_gradients_match_reference(name):
     cls, reference = FILTERS[name]
@@ -159,16 +149,21 @@ def test_filter_gradients_match_reference(name):
 
     assert value == pytest.approx(ref_loss(), rel=1e-4)
     np.testing.assert_allclose(
-        g_tau, finite_difference(lambda v: ref_loss(tau=v), tau, 1e-6), rtol=1e-3
+        g_tau,
+        references.finite_difference(lambda v: ref_loss(tau=v), tau, 1e-6),
+        rtol=1e-3,
     )
     np.testing.assert_allclose(
         g_level,
-        finite_difference(lambda v: ref_loss(level=v), level, 1e-3),
+        references.finite_difference(lambda v: ref_loss(level=v), level, 1e-3),
         rtol=1e-4,
         atol=1e-5,
     )
     np.testing.assert_allclose(
-        g_x, finite_difference(lambda v: ref_loss(x=v), x, 1e-3), rtol=1e-4, atol=1e-5
+        g_x,
+        references.finite_difference(lambda v: ref_loss(x=v), x, 1e-3),
+        rtol=1e-4,
+        atol=1e-5,
     )
 
 

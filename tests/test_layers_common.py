@@ -11,9 +11,7 @@ import pytest
 import keras_spiking
 from keras_spiking import Alpha, Lowpass, SpikingActivation, TemporalAvgPool
 from tests import references
-from tests.harness import numpy, run_layer_test
-
-BACKEND = keras.backend.backend()
+from tests.harness import UNKNOWN_AXES, XLA, numpy, run_layer_test
 
 # ------------------------------------------------------ Keras' own checks ---
 
@@ -251,12 +249,12 @@ def test_keras_file_round_trip_with_dt_variable(tmp_path):
 
 # ------------------------------------------------------------- compiled ---
 
-JIT = True if BACKEND in ("tensorflow", "jax") else "auto"
+JIT = True if XLA else "auto"
 
 
 # A fixed and an unknown number of steps trace different graphs on TensorFlow;
 # JAX always traces concrete shapes.
-@pytest.mark.parametrize("steps", [10, None] if BACKEND == "tensorflow" else [None])
+@pytest.mark.parametrize("steps", [10, None] if UNKNOWN_AXES else [None])
 def test_compiled_fit_and_predict(steps):
     """XLA (``jit_compile=True``) on TensorFlow and JAX; torch's default."""
     keras.utils.set_random_seed(1)

@@ -22,13 +22,14 @@ import pytest
 import keras_spiking
 from keras_spiking import constraints, regularizers
 from tests import references
-from tests.harness import numpy
+from tests.harness import BACKEND, numpy
 
 BACKENDS = ("tensorflow", "torch", "jax")
 FEATURES = 4
 UNITS = 6
 SEED = 11
 DT = 1 / 64  # a power of two: integer rates give exact increments
+MAX_RATE = 150  # the highest integer rate of the inputs
 OUTPUTS = ("spikes", "lowpass", "alpha", "pool")
 
 
@@ -65,11 +66,6 @@ def build_model():
         activity_regularizer=regularizers.L2(1e-4, target=(0, 20)), name="pool"
     )(alp)
     return keras.Model(inp, [spikes, low, alp, pool]), keras.Model(inp, pool)
-
-
-def integer_rates(shape, seed):
-    """Inputs whose rates times ``DT`` are exact (integers from -20 to 150)."""
-    return np.random.default_rng(seed).integers(-20, 151, shape).astype("float32")
 
 
 def layer_weights(model):
@@ -133,7 +129,7 @@ def saved(tmp_path_factory):
     directory = tmp_path_factory.mktemp("saving")
     model, trained = build_model()
     trained.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
-    x_train = integer_rates((16, 1, FEATURES), seed=0)
+    x_train = references.integer_rates((16, 1, FEATURES), seed=0, highest=MAX_RATE)
     y_train = np.random.default_rng(1).normal(size=(16, UNITS)).astype("float32")
     trained.fit(x_train, y_train, batch_size=8, epochs=2, verbose=0)
     path = str(directory / "model.keras")
@@ -141,11 +137,11 @@ def saved(tmp_path_factory):
 
     # other batch sizes and many more steps than in training
     inputs = {
-        "long": integer_rates((5, 100, FEATURES), seed=2),
+        "long": references.integer_rates((5, 100, FEATURES), seed=2, highest=MAX_RATE),
         "random": np.random.default_rng(3)
         .uniform(-30, 200, (3, 37, FEATURES))
         .astype("float32"),
-        "one": integer_rates((1, 1, FEATURES), seed=4),
+        "one": references.integer_rates((1, 1, FEATURES), seed=4, highest=MAX_RATE),
     }
     inputs_path = str(directory / "inputs.npz")
     np.savez(inputs_path, **inputs)
@@ -177,7 +173,7 @@ def test_outputs_at_other_shapes_match_reference(saved):
     """Trained with 1 step and batch 8; run with 100 steps and batch 5."""
     model, x = saved["model"], saved["inputs"]["long"]
     out = saved["outputs"]["long"]
-    v0 = numpy(keras_spiking.kernels.seeded_uniform(x.shape[0], FEATURES, SEED))
+    v0 = numpy(keras_spiking.seeded_uniform.seeded_uniform(x.shape[0], FEATURES, SEED))
     spikes, _ = references.spikes(np.maximum(x, 0), DT, v0)
     np.testing.assert_array_equal(out["spikes"], spikes)
     assert (spikes * DT >= 2).any() and (spikes == 0).any()
@@ -236,7 +232,7 @@ def loading(saved):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_load_under_each_backend(saved, loading, backend):
-    here = keras.backend.backend()
+    here = BACKEND
     proc, out_path = loading[backend]
     _, stderr = proc.communicate(timeout=600)
     assert proc.returncode == 0, f"loading under {backend} failed:\n{stderr[-3000:]}"

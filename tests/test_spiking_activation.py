@@ -1,4 +1,5 @@
-"""``SpikingActivation`` against the spiking formula of issue 2.
+"""``SpikingActivation`` against its spiking formula (the README's layer table
+and the layer's docstring: ``v += rate * dt; n = floor(v); v -= n; y = n / dt``).
 
 Reference: ``tests/references.py``.  Where inputs are dyadic (``dt`` a power of
 two, increments ``rate * dt`` multiples of 1/256, voltages multiples of
