@@ -2,14 +2,14 @@
 
 A small spiking classifier is trained briefly on the Fashion-MNIST subset in
 ``examples/data/`` (each image shown for ``TRAIN_STEPS`` steps, the loss on the
-last step of a ``Lowpass`` filter of the output).  Its weights are then copied
-into a *stateful* copy of the model with a fixed batch size, which is fed one
-time step per call, as a sensor would deliver it: each call continues from
-the voltages and filter states the previous call ended in, so the output after
-``t`` calls is exactly the output of the whole ``t``-step sequence.  The
-running prediction is printed as it evolves, then the streamed output is
-checked against feeding the whole sequence at once, and the accuracy of the
-running prediction over the test images is shown against time.
+last step of a ``Lowpass`` filter of the output).  ``keras_spiking.stateful_copy``
+then makes a *stateful* copy of the model, with a fixed batch size and the same
+weights, which is fed one time step per call, as a sensor would deliver it:
+each call continues from the voltages and filter states the previous call
+ended in, so the output after ``t`` calls is exactly the output of the whole
+``t``-step sequence.  The running prediction is printed as it evolves, then the
+streamed output is checked against feeding the whole sequence at once, and the
+accuracy of the running prediction over the test images is shown against time.
 
 Run with any backend, e.g. ``KERAS_BACKEND=jax python
 examples/streaming_inference.py``; it takes a few seconds.
@@ -40,40 +40,16 @@ TRAIN_STEPS = 10  # steps per image in training
 STREAM_STEPS = 30  # steps per image when streaming: more than in training
 
 
-def build_model(stateful=False, batch_size=None, return_sequences=True):
-    """Dense -> spiking ReLU -> Dense -> Lowpass; the same weights either way."""
-    inp = keras.Input(batch_shape=(batch_size, None, 28 * 28))
+def build_model(return_sequences=True):
+    """Dense -> spiking ReLU -> Dense -> Lowpass."""
+    inp = keras.Input((None, 28 * 28))
     x = keras.layers.Dense(128, name="hidden")(inp)
-    x = keras_spiking.SpikingActivation(
-        "relu", dt=DT, seed=0, stateful=stateful, name="spiking"
-    )(x)
+    x = keras_spiking.SpikingActivation("relu", dt=DT, seed=0, name="spiking")(x)
     x = keras.layers.Dense(10, name="logits")(x)
     out = keras_spiking.Lowpass(
-        0.1,
-        dt=DT,
-        stateful=stateful,
-        return_sequences=return_sequences,
-        name="filter",
+        0.1, dt=DT, return_sequences=return_sequences, name="filter"
     )(x)
     return keras.Model(inp, out)
-
-
-def reset_states(model):
-    """Start a new sequence: every stateful layer back to its initial state."""
-    for layer in model.layers:
-        if getattr(layer, "stateful", False):
-            layer.reset_state()
-
-
-def copy_weights(source, dest):
-    """Copy weights layer by layer (the stateful copy also has its states)."""
-    for layer in source.layers:
-        if not layer.weights:
-            continue
-        values = layer.get_weights()  # NumPy copies
-        targets = dest.get_layer(layer.name).weights[: len(values)]
-        for value, target in zip(values, targets, strict=True):
-            target.assign(value)
 
 
 def softmax(logits):
@@ -104,11 +80,11 @@ def main():
     )
 
     # -- stream: a stateful copy, one image at a time (batch 1), step by step
-    streaming = build_model(stateful=True, batch_size=1)
-    copy_weights(model, streaming)
+    whole = build_model()  # the trained model, returning every step
+    whole.set_weights(model.get_weights())
+    streaming = keras_spiking.stateful_copy(whole, batch_size=1)
     image, label = x_test[:1], int(y_test[0])
     print(f"\nStreaming test image 0 (a {CLASSES[label]}), one step per call:")
-    reset_states(streaming)
     streamed = []
     for t in range(STREAM_STEPS):
         out = streaming.predict_on_batch(image[:, :1])  # (1, 1, 10): one step
@@ -121,17 +97,13 @@ def main():
             )
 
     # the streamed outputs are those of the whole sequence fed at once
-    whole = build_model()
-    copy_weights(model, whole)
     at_once = whole.predict(np.repeat(image, STREAM_STEPS, axis=1), verbose=0)[0]
     error = np.abs(np.concatenate(streamed) - at_once).max()
     print(f"max |streamed - whole sequence| = {error:.2g}")
 
     # -- running accuracy over the test set, streaming all images together
     batch = 500
-    streaming = build_model(stateful=True, batch_size=batch)
-    copy_weights(model, streaming)
-    reset_states(streaming)
+    streaming = keras_spiking.stateful_copy(whole, batch_size=batch)
     print(f"\nRunning accuracy on {batch} test images, streamed step by step:")
     for t in range(STREAM_STEPS):
         out = streaming.predict_on_batch(x_test[:batch])

@@ -10,8 +10,9 @@ from keras_spiking.filters import Alpha, Lowpass
 from keras_spiking.model_energy import ModelEnergy
 from keras_spiking.pooling import TemporalAvgPool
 from keras_spiking.spiking_activation import SpikingActivation
+from keras_spiking.streaming import reset_states, stateful_copy
 
-__version__ = "0.1.0"
+__version__ = "0.4.0"
 
 __all__ = [
     "Alpha",
@@ -23,4 +24,6 @@ __all__ = [
     "constraints",
     "default",
     "regularizers",
+    "reset_states",
+    "stateful_copy",
 ]

@@ -4,6 +4,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_spiking.temporal import dt_value
+
 
 class DtScheduler(keras.callbacks.Callback):
     """Change a ``dt`` variable during training, following a schedule.
@@ -114,4 +116,4 @@ class DtScheduler(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
-            logs["dt"] = float(ops.convert_to_numpy(self.dt.value))
+            logs["dt"] = dt_value(self.dt)

@@ -8,6 +8,14 @@ from keras_spiking import kernels
 from keras_spiking.temporal import TemporalLayer, dt_config, resolve_dt
 
 
+def _with_filter_parameters(cls):
+    """Append ``_Filter``'s parameter documentation to ``cls.__doc__``
+    (docstrings are None under ``python -OO``: then nothing to append)."""
+    if cls.__doc__ and _Filter.__doc__:
+        cls.__doc__ += _Filter.__doc__.split("\n", 1)[1]
+    return cls
+
+
 class _Filter(TemporalLayer):
     """Shared parts of the filters: ``tau``, the initial level, ``dt``.
 
@@ -107,8 +115,13 @@ class _Filter(TemporalLayer):
     def _log_a(self):
         """``-dt / tau`` per unit, float32."""
         tau = ops.maximum(ops.cast(self.tau, "float32"), keras.config.epsilon())
-        dt = ops.convert_to_tensor(self.dt, "float32")
-        return -dt / ops.reshape(tau, (self.units,))
+        return -self._dt_tensor() / ops.reshape(tau, (self.units,))
+
+    def _filter(self, x, log_a, states):
+        """Filter ``x`` (``(batch, time, units)``, float32) with decay
+        ``exp(log_a)`` per unit from ``states``; returns the output (same
+        layout) and the final states (implemented by each filter)."""
+        raise NotImplementedError
 
     def _run(self, x, states, training):
         if training and not self.apply_during_training:
@@ -136,6 +149,7 @@ class _Filter(TemporalLayer):
 
 
 @keras.saving.register_keras_serializable(package="keras_spiking")
+@_with_filter_parameters
 class Lowpass(_Filter):
     r"""First-order lowpass filter with trainable time constants.
 
@@ -150,8 +164,6 @@ class Lowpass(_Filter):
     ``(batch, *features)``.
     """
 
-    __doc__ += _Filter.__doc__.split("\n", 1)[1]
-
     num_states = 1
 
     def _filter(self, x, log_a, states):
@@ -160,6 +172,7 @@ class Lowpass(_Filter):
 
 
 @keras.saving.register_keras_serializable(package="keras_spiking")
+@_with_filter_parameters
 class Alpha(_Filter):
     r"""Second-order (alpha) filter with trainable time constants.
 
@@ -176,8 +189,6 @@ class Alpha(_Filter):
     ``(p, q)``, two tensors of shape ``(batch, *features)``; both start at the
     trainable initial level (the filter at rest at that level).
     """
-
-    __doc__ += _Filter.__doc__.split("\n", 1)[1]
 
     num_states = 2
 

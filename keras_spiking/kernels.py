@@ -2,80 +2,187 @@
 
 Every function here takes tensors with the batch on axis 0, time on axis 1 and
 all feature axes flattened into axis 2, that is ``(batch, time, units)``, and
-computes in float32.  Apart from short sequences, none of them loops over
-time step by step: time is cut into chunks of ``chunk`` steps (8), each
-chunk is solved with a short running sum (``backend.chunk_cumsum``), and the
-values carried from one chunk to the next are the same problem again, one
-level up, on ``1/chunk`` of the data.  Per level, one reduction over each
-chunk gives what it passes on, the level above turns those into the value
-entering each chunk, and one running sum per chunk, started from that
-value, gives the result (the full-size data is read twice and written once).
+computes in float32.  The layers (``SpikingActivation``, ``Lowpass``,
+``Alpha``) only reshape, cast and call them.
 
-* Spike integration (``integrate_spikes``): each neuron accumulates
-  ``v += x_t`` (``x_t = rate_t * dt``) and emits ``n_t = floor(v)`` spikes,
-  keeping ``v - n_t``.  The nearest integer to ``x_t`` (so that the rest is
-  exact in float32) is emitted as is; the rest and the
-  voltage are kept in fixed point, as int32 multiples of ``2**-27``, and
-  summed modulo ``2**27``.  Integer sums are exact, so the voltage after any
-  number of steps is the exact voltage of the quantised increments (an
-  error below ``4e-9`` per step, none for increments that are multiples of
-  ``2**-27``).  A step emits one more spike exactly when the running sum
-  wraps around, that is where the new voltage is below the increment.
-* Linear recurrences (``lowpass``, and ``alpha`` as two lowpass stages):
-  ``y_t = a y_{t-1} + u_t``.  In a chunk, ``y_c = a**c * sum_{s <= c}
-  a**-s u_s``, a running sum of rescaled inputs (exponents centred on the
-  chunk, ``log(a)`` clamped at ``-17`` where ``a`` is below float32
-  resolution, so nothing overflows); the chunk ends carry over with factor
-  ``a**chunk``.  The gradient is written by hand (``backend.custom_vjp``):
-  the adjoint of the recurrence is the same recurrence backwards in time, so
-  the backward pass keeps only the input and output of the filter.
+Spikes: exact, in fixed point
+-----------------------------
+Each neuron accumulates ``v += x_t`` (``x_t = rate_t * dt``) and emits
+``n_t = floor(v)`` spikes, keeping ``v - n_t`` in ``[0, 1)``.  Write each
+increment as ``x_t = k_t + r_t`` with ``k_t = round(x_t)`` and
+``|r_t| <= 1/2`` (exact in float32: Sterbenz), and let ``q_t = r_t mod 1``
+(``r_t``, plus one where ``r_t < 0``).  Then the voltage is a running sum
+modulo 1, ``v_t = (v_{t-1} + q_t) mod 1``, and the spikes are
 
-A time axis that is only known at run time (TensorFlow graphs with ``None``
-time) is supported with a fixed number of levels (``DYNAMIC_LEVELS``); the
-top level then takes a plain running sum (spikes) or a dense decay matrix
-(filters) over whatever is left.
+    n_t = k_t + [v_t < q_t] - [r_t < 0]
 
-Which form runs is chosen from the static number of steps and the backend's
-speed hints (``backend.loop_is_cheaper``, ``backend.unroll``).  Spikes use
-the same exact fixed-point arithmetic in every form, so they do not depend
-on the choice; filters agree to float32 rounding:
+because ``v_{t-1} + q_t`` is in ``[0, 2)``: it reaches 1 (one more spike)
+exactly where the sum wraps around, that is where the new voltage is below
+the increment.  Worked example, ``v_0 = 0.5``, ``x = (0.3, 0.9, -0.2, 2.4)``:
+``k = (0, 1, 0, 2)``, ``r = (0.3, -0.1, -0.2, 0.4)``, ``q = (0.3, 0.9, 0.8,
+0.4)``, ``v = (0.8, 0.7, 0.5, 0.9)``, wraps ``[v < q] = (0, 1, 1, 0)``,
+``[r < 0] = (0, 1, 1, 0)``, so ``n = (0, 1, 0, 2)``: the step-by-step
+``floor`` gives the same (0.8 -> 0; 1.7 -> 1; 0.5 -> 0; 2.9 -> 2).
 
-* up to 15 steps, spikes take one running sum of the whole sequence;
-* up to ``STEPWISE_MAX`` steps, filters take a loop over time (unrolled on
-  TensorFlow and PyTorch);
-* symbolic lengths (JAX export), and any length where the backend says a
-  compiled loop is cheaper (JAX on CPU), take a loop (``keras.ops.scan``);
-* everything else takes the chunked kernels.
+``q`` and ``v`` are held in fixed point, as int32 multiples of ``2**-27``
+(``FRACTION_BITS``), so the running sums are integer sums: exact, in any
+order, on every backend.  The only rounding is of each ``r_t`` to the grid
+(below ``2**-28`` per step; none for increments that are multiples of
+``2**-27``, such as the integer rates the tests use).  This is what lets the
+sums run in chunks or in parallel without drifting: whichever form runs, the
+spikes are the same.
 
-``*_naive`` functions are the plain float32 step-by-step forms (one
-``keras.ops.scan`` iteration per step), kept as the baseline for benchmarks.
+Filters: linear recurrences
+---------------------------
+``lowpass`` (and ``alpha``, two lowpass stages) is ``y_t = a y_{t-1} + u_t``
+with ``a = exp(log_a)`` per unit.  In a chunk of ``L`` steps,
+``y_c = a**c * sum_{s <= c} a**-s u_s``: a running sum of rescaled inputs,
+with exponents centred on the chunk (``a**(m - s)``, ``m = (L - 1) / 2``) and
+``log(a)`` clamped at ``-17`` (``exp(-17) < 2**-24``: a smaller decay is zero
+at float32 resolution), so nothing overflows.  The gradient is written by
+hand (``backend.custom_vjp``): the adjoint of the recurrence is the same
+recurrence backwards in time, so the backward pass keeps only the filter's
+input and output.
+
+Forms, and the one place that chooses them
+------------------------------------------
+The same maths runs in one of a few forms; ``choose_plan`` picks one from the
+static number of steps and the backend's speed hints (``backend.unroll``,
+``backend.loop_is_cheaper``, measured with ``benchmarks/bench_layers.py``),
+and returns a ``Plan``:
+
+* ``"direct"``: spikes, one running sum over the whole sequence (up to
+  ``SPIKE_DIRECT_MAX`` steps); filters, a dense ``(T, T)`` decay matrix.
+* ``"unrolled"``: a Python loop over a static number of steps, one set of
+  operations per step (filters up to ``FILTER_LOOP_MAX`` steps on TensorFlow
+  and PyTorch).
+* ``"loop"``: ``keras.ops.scan``, everything per step inside it (symbolic
+  lengths, as in JAX export; JAX on CPU for wide layers; filters up to
+  ``FILTER_LOOP_MAX`` steps on JAX).
+* ``"chunked"``: time cut into chunks of ``chunk`` steps; each chunk is
+  solved with a short running sum (``backend.chunk_cumsum``), and the
+  values carried from chunk to chunk are the same problem again, one level
+  up, on ``1 / chunk`` of the data (``levels`` times; the top level is
+  ``"direct"``).  A time axis only known at run time (TensorFlow graphs with
+  ``None`` time) gets ``DYNAMIC_LEVELS`` levels.
+* ``"naive"``: the plain float32 step-by-step formulas (``*_naive``), kept
+  as the benchmarks' baseline; not exact for spikes.
+
+``forced_form`` overrides the choice (benchmarks, tests).  Spikes are
+identical in every form but ``"naive"``; filters agree to float32 rounding.
+
+Limits, and why
+---------------
+``CHUNK = 8`` steps: a spike chunk sums up to ``chunk`` values below
+``2**27`` plus a start below ``2**27``, so ``chunk <= 15`` keeps int32 sums
+below ``2**31`` (``SPIKE_DIRECT_MAX = 15`` for the same reason); a filter
+chunk rescales by up to ``exp(17 * (chunk - 1) / 2)``, so ``chunk <= 11``
+keeps it within float32 range.  8 is the power of two below both (the
+fastest measured).
+
+Exporter constraints the kernels respect (each one is a workaround; keep
+them): no ``expm1`` (``_one_minus_exp``: not in every ONNX exporter); zeros
+made by broadcasting a ``(1, 1, 1)`` constant and indices by ``arange``, not
+``ops.zeros(shape)`` or running sums of ones (torch's ONNX tracer freezes
+such shapes at the example's); symbolic lengths take the loop (jax2onnx
+cannot pad and reshape a symbolic axis into chunks); ``residue`` of a
+non-negative argument on TensorFlow (tf2onnx turns ``FloorMod`` of a
+negative int into a truncated remainder); no integer division in the
+seeded voltages (``keras_spiking.seeded_uniform``).
 """
 
+import contextlib
+import dataclasses
 import functools
 import math
 
-import numpy as np
 from keras import ops
 
 from keras_spiking import backend as _backend
 
-#: Steps per chunk in the fast kernels.
+#: Steps per chunk in the chunked form (see "Limits" above).
 CHUNK = 8
 #: Levels of chunking used when the number of steps is unknown when tracing
 #: (``CHUNK ** DYNAMIC_LEVELS`` steps per element of the top level).
 DYNAMIC_LEVELS = 5
-
-#: Fixed-point voltage: int32 multiples of ``2**-FRACTION_BITS``.  With
-#: chunks of 8, running sums stay below ``2**31`` (no integer overflow).
+#: Fixed-point voltage: int32 multiples of ``2**-FRACTION_BITS``.
 FRACTION_BITS = 27
 _ONE = 1 << FRACTION_BITS
-_MASK = _ONE - 1
-#: Longest top level (no chunking) for spikes (its int32 sums stay below
-#: ``16 * 2**27 = 2**31``) and for filters (a dense decay matrix).
-_SPIKE_TOP = 15
+#: Longest ``"direct"`` spike sum (int32 sums of 16 values below ``2**27``).
+SPIKE_DIRECT_MAX = 15
+#: Longest top level of chunked filters (a dense decay matrix).
 _FILTER_TOP = 16
+#: Filters over static lengths up to this take a loop (unrolled or compiled).
+FILTER_LOOP_MAX = 16
 #: ``exp(-17) < 2**-24``: smaller decay factors are zero at float32 resolution.
 _MIN_LOG_A = -17.0
+
+FORMS = ("direct", "unrolled", "loop", "chunked", "naive")
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """How a kernel steps through time (see the module docstring).
+
+    Parameters
+    ----------
+    form : str
+        One of ``FORMS``.
+    levels : int
+        Chunking levels (``"chunked"`` only).
+    chunk : int
+        Steps per chunk (``"chunked"`` only), 2 to 8.
+    """
+
+    form: str
+    levels: int = 0
+    chunk: int = CHUNK
+
+    def __post_init__(self):
+        if self.form not in FORMS:
+            raise ValueError(
+                f"keras_spiking.kernels.Plan expects `form` to be one of "
+                f"{FORMS}; got {self.form!r}."
+            )
+        if (
+            isinstance(self.chunk, bool)
+            or not isinstance(self.chunk, int)
+            or not 2 <= self.chunk <= CHUNK
+        ):
+            raise ValueError(
+                f"keras_spiking.kernels.Plan expects `chunk` to be an int in "
+                f"[2, {CHUNK}]; got {self.chunk!r}."
+            )
+        if self.form == "chunked" and not (
+            isinstance(self.levels, int) and self.levels >= 1
+        ):
+            raise ValueError(
+                f"keras_spiking.kernels.Plan expects `levels` >= 1 for the "
+                f"chunked form; got {self.levels!r}."
+            )
+
+
+_FORCED = []
+
+
+@contextlib.contextmanager
+def forced_form(form):
+    """Make every kernel traced or called in this block use ``form``.
+
+    For benchmarks and tests: ``with kernels.forced_form("chunked"): ...``.
+    The choice is made when a kernel is traced (TensorFlow, JAX) or called
+    (PyTorch eager), so build and first call the model inside the block.
+    ``"unrolled"`` and ``"direct"`` need a static number of steps.
+    """
+    if form not in FORMS:
+        raise ValueError(
+            f"keras_spiking.kernels.forced_form expects one of {FORMS}; got {form!r}."
+        )
+    _FORCED.append(form)
+    try:
+        yield
+    finally:
+        _FORCED.pop()
 
 
 def _static(size):
@@ -83,10 +190,82 @@ def _static(size):
     return size if isinstance(size, int) else None
 
 
-def _width(x):
-    """Values per step (batch x units) if static, else None."""
-    batch, units = _static(x.shape[0]), _static(x.shape[2])
-    return None if batch is None or units is None else batch * units
+def _levels_for(steps, chunk, top):
+    """Number of chunking levels so that the top level has at most ``top``."""
+    if steps is None:
+        return DYNAMIC_LEVELS
+    levels = 0
+    while steps > top:
+        steps = math.ceil(steps / chunk)
+        levels += 1
+    return levels
+
+
+def choose_plan(kind, x):
+    """The ``Plan`` for a kernel of ``kind`` (``"spikes"`` or ``"filter"``)
+    over ``x`` (``(batch, time, units)``): the one place that decides.
+
+    * symbolic lengths (JAX shape polymorphism, as in ``model.export`` with
+      a dynamic time axis): ``"loop"`` (jax2onnx cannot pad and reshape a
+      symbolic axis into chunks);
+    * spikes up to ``SPIKE_DIRECT_MAX`` steps: ``"direct"`` (one int32
+      running sum costs less than a loop: measured at T = 10 everywhere);
+    * filters up to ``FILTER_LOOP_MAX`` steps: a loop, ``"unrolled"`` where
+      ``backend.unroll`` says so;
+    * where ``backend.loop_is_cheaper`` (JAX on CPU, wide layers): ``"loop"``;
+    * otherwise ``"chunked"``, with levels for the length (``None``:
+      ``DYNAMIC_LEVELS``).
+    """
+    steps = x.shape[1]
+    top = SPIKE_DIRECT_MAX if kind == "spikes" else _FILTER_TOP
+    if _FORCED:
+        form = _FORCED[-1]
+        if form == "chunked":
+            return Plan("chunked", max(1, _levels_for(_static(steps), CHUNK, top)))
+        return Plan(form)
+    # a tensor: torch's ONNX tracer records sizes as tensors (chunked kernels)
+    if not (steps is None or isinstance(steps, int) or ops.is_tensor(steps)):
+        return Plan("loop")
+    if isinstance(steps, int):
+        if kind == "spikes" and steps <= SPIKE_DIRECT_MAX:
+            return Plan("direct")
+        if kind == "filter" and steps <= FILTER_LOOP_MAX:
+            return Plan("unrolled" if _backend.unroll(steps) else "loop")
+        batch, units = _static(x.shape[0]), _static(x.shape[2])
+        width = None if batch is None or units is None else batch * units
+        if _backend.loop_is_cheaper(steps, width):
+            return Plan("unrolled" if _backend.unroll(steps) else "loop")
+    levels = _levels_for(_static(steps), CHUNK, top)
+    return Plan("chunked", levels) if levels else Plan("direct")
+
+
+def _check_plan(plan, kind, x):
+    if plan is None:
+        plan = choose_plan(kind, x)
+    elif not isinstance(plan, Plan):
+        raise TypeError(
+            f"keras_spiking.kernels expects `plan` to be a kernels.Plan or "
+            f"None; got {plan!r}."
+        )
+    if plan.form == "unrolled" and _static(x.shape[1]) is None:
+        raise ValueError(
+            "keras_spiking.kernels: the 'unrolled' form needs a static number "
+            f"of steps; got an input of shape {tuple(x.shape)}."
+        )
+    return plan
+
+
+def _loop(step, init, xs, unrolled, reverse=False):
+    """``backend.scan`` of ``step`` over axis 1 of ``xs``: the last carry,
+    and the outputs stacked on axis 1; a Python loop if ``unrolled``."""
+    if unrolled:
+        steps = xs.shape[1]
+        carry, outputs = init, [None] * steps
+        for t in range(steps - 1, -1, -1) if reverse else range(steps):
+            carry, outputs[t] = step(carry, xs[:, t])
+        return carry, ops.stack(outputs, axis=1)
+    carry, ys = _backend.scan(step, init, ops.transpose(xs, (1, 0, 2)), reverse=reverse)
+    return carry, ops.transpose(ys, (1, 0, 2))
 
 
 def _one_minus_exp(log_a):
@@ -110,79 +289,6 @@ def _alpha_c1(log_a):
     series = log_a**2 / 2 * (1 + log_a / 3 * (1 + log_a / 4 * (1 + log_a / 5)))
     excess = ops.where(log_a > -0.1, series, ops.exp(log_a) - 1 - log_a)
     return -excess / _one_minus_exp(log_a)
-
-
-def _levels_for(steps, chunk, top):
-    """Number of chunking levels so that the top level has at most ``top``."""
-    if steps is None:
-        return DYNAMIC_LEVELS
-    levels = 0
-    while steps > top:
-        steps = math.ceil(steps / chunk)
-        levels += 1
-    return levels
-
-
-#: ``levels`` of the loop over time: one iteration per step (symbolic
-#: lengths, short filters, and where ``backend.loop_is_cheaper``).
-STEPWISE = -1
-#: Filters over static lengths up to this take the loop (``_loop``).
-STEPWISE_MAX = 16
-
-
-def _unrolled(xs):
-    """Whether ``_loop`` over axis 1 of ``xs`` is unrolled (``backend.unroll``:
-    a while loop costs about 1 ms a call under XLA on TensorFlow)."""
-    steps = _static(xs.shape[1])
-    return steps is not None and _backend.unroll(steps)
-
-
-def _loop(step, init, xs, reverse=False):
-    """``keras.ops.scan`` of ``step`` over axis 1 of ``xs``: the last carry,
-    and the outputs stacked on axis 1; unrolled if ``_unrolled(xs)``."""
-    if _unrolled(xs):
-        steps = xs.shape[1]
-        carry, outputs = init, [None] * steps
-        for t in range(steps - 1, -1, -1) if reverse else range(steps):
-            carry, outputs[t] = step(carry, xs[:, t])
-        return carry, ops.stack(outputs, axis=1)
-    carry, ys = ops.scan(step, init, ops.transpose(xs, (1, 0, 2)), reverse=reverse)
-    return carry, ops.transpose(ys, (1, 0, 2))
-
-
-def _default_levels(steps, chunk, top, width=None, loop_short=True):
-    """``_levels_for`` the static size ``steps``; ``STEPWISE`` if symbolic.
-
-    A symbolic size (JAX shape polymorphism, as in ``model.export`` with a
-    dynamic time axis) gets a loop over time: jax2onnx cannot pad and reshape
-    a symbolic axis into chunks.  None (unknown, TensorFlow graphs) keeps the
-    chunked kernels with ``DYNAMIC_LEVELS``.  Up to ``STEPWISE_MAX`` static
-    steps, ``loop_short`` takes the (unrolled) loop; without it, the plain
-    top level (``levels = 0``) when ``steps <= top``.
-    """
-    if not (steps is None or isinstance(steps, int) or ops.is_tensor(steps)):
-        return STEPWISE
-    if isinstance(steps, int):
-        if loop_short and steps <= STEPWISE_MAX:
-            return STEPWISE  # a few steps cost less as a loop than chunked
-        if not loop_short and steps <= top:
-            return 0
-        if _backend.loop_is_cheaper(steps, width):
-            return STEPWISE  # measured per backend and device
-    # a tensor: torch's ONNX tracer records sizes as tensors (chunked kernels)
-    return _levels_for(_static(steps), chunk, top)
-
-
-def _check_chunk(chunk, largest):
-    if (
-        isinstance(chunk, bool)
-        or not isinstance(chunk, int)
-        or not 2 <= chunk <= largest
-    ):
-        raise ValueError(
-            f"keras_spiking.kernels expects `chunk` to be an int in [2, {largest}]; "
-            f"got {chunk!r}."
-        )
 
 
 def _to_chunks(x, chunk, front=False):
@@ -224,30 +330,52 @@ def _running_sum_mod(q, start, chunk, levels):
     running sum of those one level up gives each chunk's starting value, and
     one running sum per chunk started from it.  Sums stay below ``9 * 2**27``.
     """
-    if levels == STEPWISE:
-
-        def step(v, q_t):
-            v = _backend.residue(v + q_t, FRACTION_BITS)
-            return v, v
-
-        return _loop(step, start, q)[1]
     if levels == 0:
         total = ops.cumsum(q, axis=1) + ops.expand_dims(start, 1)
         return _backend.residue(total, FRACTION_BITS)
     steps, static_steps = ops.shape(q)[1], _static(q.shape[1])
     chunks = _to_chunks(q, chunk)
-    ends = chunks[:, :, 0]
-    for c in range(1, chunk):  # unrolled: fused into one pass on XLA
-        ends = ends + chunks[:, :, c]
-    ends = _backend.residue(ends, FRACTION_BITS)
+    ends = _backend.residue(ops.sum(chunks, axis=2), FRACTION_BITS)
     ends = _running_sum_mod(ends, start, chunk, levels - 1)
     before = ops.concatenate([ops.expand_dims(start, 1), ends[:, :-1]], axis=1)
     total = _backend.chunk_cumsum(chunks, initial=before)
     return _from_chunks(_backend.residue(total, FRACTION_BITS), steps, static_steps)
 
 
-def integrate_spikes(x, v0, chunk=CHUNK, levels=None):
-    """Integrate-and-fire with fractional voltage, without a loop over time.
+@functools.cache
+def _spike_kernel(plan):
+    """``integrate_spikes`` for one plan, compiled where the backend compiles
+    kernels (``backend.compiled``: XLA on TensorFlow)."""
+
+    def integrate(x, v0):
+        start = ops.cast(ops.round((v0 - ops.floor(v0)) * float(_ONE)), "int32")
+        if plan.form in ("loop", "unrolled"):
+            # everything per step inside the loop, so that the data is read
+            # and written about once; the loop's outputs have the carry's
+            # dtype (``keras.ops.scan`` on TensorFlow requires it), so it
+            # returns the extra spikes
+            def step(v, x_t):
+                _, signed, q = _quantise(x_t)
+                v = _backend.residue(v + q, FRACTION_BITS)
+                return v, _extra_spikes(signed, q, v)
+
+            last, extra = _loop(step, start, x, plan.form == "unrolled")
+            nearest = ops.round(x)
+        else:
+            levels = plan.levels if plan.form == "chunked" else 0
+            nearest, signed, q = _quantise(x)
+            voltage = _running_sum_mod(q, start, plan.chunk, levels)
+            extra = _extra_spikes(signed, q, voltage)
+            last = voltage[:, -1]
+        counts = nearest + ops.cast(extra, x.dtype)
+        final = ops.cast(last, x.dtype) * (1.0 / _ONE)
+        return counts, ops.minimum(final, 1.0 - 2.0**-24)
+
+    return _backend.compiled(integrate)
+
+
+def integrate_spikes(x, v0, plan=None):
+    """Integrate-and-fire with fractional voltage, exactly.
 
     Computes, for every step ``t``, ``v'_t = v_{t-1} + x_t``,
     ``n_t = floor(v'_t)``, ``v_t = v'_t - n_t``, with ``v_{-1} = v0``, as
@@ -260,11 +388,8 @@ def integrate_spikes(x, v0, chunk=CHUNK, levels=None):
         Voltage increments ``rate * dt``; any sign, any magnitude.
     v0 : tensor, ``(batch, units)``
         Initial voltage, in ``[0, 1)`` (taken modulo 1).
-    chunk : int
-        Steps per chunk of the running sums, 2 to 8.
-    levels : int, optional
-        Chunking levels; by default chosen from the static number of steps
-        (``DYNAMIC_LEVELS`` if that is unknown).
+    plan : Plan, optional
+        The form to run; by default ``choose_plan("spikes", x)``.
 
     Returns
     -------
@@ -273,35 +398,48 @@ def integrate_spikes(x, v0, chunk=CHUNK, levels=None):
     voltage : tensor, ``(batch, units)``
         ``v_T``, the voltage after the last step, in ``[0, 1)``.
     """
-    _check_chunk(chunk, 8)
     x, v0 = ops.convert_to_tensor(x), ops.convert_to_tensor(v0)
-    if levels is None:
-        # up to 15 steps one int32 running sum (``levels = 0``) is cheaper
-        # than the loop (measured at T = 10 on every backend)
-        levels = _default_levels(
-            x.shape[1], chunk, _SPIKE_TOP, _width(x), loop_short=False
-        )
-    start = ops.cast(ops.round((v0 - ops.floor(v0)) * float(_ONE)), "int32")
-    if levels == STEPWISE and not _unrolled(x):
-        # a compiled loop: everything per step inside it, so that the data
-        # is read and written about once (as in the step-by-step form); the
-        # loop's outputs have the carry's dtype (``keras.ops.scan`` on
-        # TensorFlow requires it), so it returns the extra spikes
-        def step(v, x_t):
-            _, signed, q = _quantise(x_t)
-            v = _backend.residue(v + q, FRACTION_BITS)
-            return v, _extra_spikes(signed, q, v)
+    plan = _check_plan(plan, "spikes", x)
+    if plan.form == "naive":
+        return integrate_spikes_naive(x, v0)
+    return _spike_kernel(plan)(x, v0)
 
-        last, extra = _loop(step, start, x)
-        nearest = ops.round(x)
-    else:
-        nearest, signed, q = _quantise(x)
-        voltage = _running_sum_mod(q, start, chunk, levels)
-        extra = _extra_spikes(signed, q, voltage)
-        last = voltage[:, -1]
-    counts = nearest + ops.cast(extra, x.dtype)
-    final = ops.cast(last, x.dtype) * (1.0 / _ONE)
-    return counts, ops.minimum(final, 1.0 - 2.0**-24)
+
+def spike_train(rates, dt, v0, plan=None):
+    """Spikes of height ``1 / dt`` for firing rates ``rates`` (Hz).
+
+    ``integrate_spikes(rates * dt, v0)``, with the counts divided by ``dt``:
+    what ``SpikingActivation`` outputs.  On backends with an eager fused
+    kernel (``backend.fused_spikes``: PyTorch) that runs instead, with the
+    same arithmetic.
+
+    Parameters
+    ----------
+    rates : tensor, ``(batch, time, units)``
+        Firing rates, any sign.
+    dt : float or scalar tensor
+        Time step in seconds.
+    v0 : tensor, ``(batch, units)``
+        Initial voltage, in ``[0, 1)``.
+    plan : Plan, optional
+        As for ``integrate_spikes``.
+
+    Returns
+    -------
+    spikes : tensor, ``(batch, time, units)``
+        ``n_t / dt``.
+    voltage : tensor, ``(batch, units)``
+        The voltage after the last step.
+    """
+    rates, v0 = ops.convert_to_tensor(rates), ops.convert_to_tensor(v0)
+    plan = _check_plan(plan, "spikes", rates)
+    if _backend.fused_spikes is not None and plan.form in ("direct", "chunked"):
+        levels = plan.levels if plan.form == "chunked" else 0
+        fused = _backend.fused_spikes(rates, dt, v0, plan.chunk, levels, FRACTION_BITS)
+        if fused is not None:
+            return fused
+    counts, voltage = integrate_spikes(rates * dt, v0, plan=plan)
+    return counts / dt, voltage
 
 
 def _quantise(x):
@@ -356,7 +494,7 @@ def _dense_scan(u, log_a, y0, reverse):
     return y + ops.exp(ops.expand_dims(power, 1) * log_a)[None] * ops.expand_dims(y0, 1)
 
 
-def _scan(u, log_a, y0, chunk, levels, reverse=False, scale=None):
+def _scan(u, log_a, y0, plan, reverse=False, scale=None):
     """Solve a first-order linear recurrence along axis 1.
 
     Forward: ``y_t = a y_{t-1} + u_t`` with ``y_{-1} = y0``.  Reverse:
@@ -364,24 +502,25 @@ def _scan(u, log_a, y0, chunk, levels, reverse=False, scale=None):
     With ``scale`` (per unit), ``u`` is multiplied by it first (inside the
     loop when that is compiled: one pass over the data fewer).
 
-    Per level: each chunk's own contribution to its last (first, reverse)
-    value, a reduction; the recurrence of those one level up (factor
-    ``a**chunk``) gives the value entering each chunk; then one running sum
-    per chunk of ``a**-c u_c``, started from that value, times ``a**c``.
+    Chunked, per level: each chunk's own contribution to its last (first,
+    reverse) value, a reduction; the recurrence of those one level up
+    (factor ``a**chunk``) gives the value entering each chunk; then one
+    running sum per chunk of ``a**-c u_c``, started from that value, times
+    ``a**c``.
     """
-    compiled_loop = levels == STEPWISE and not _unrolled(u)
-    if scale is not None and not compiled_loop:  # one op, not one per step
+    if scale is not None and plan.form != "loop":  # one op, not one per step
         u, scale = u * scale, None
-    if levels == STEPWISE:
+    if plan.form in ("loop", "unrolled"):
         a = ops.exp(log_a)
 
         def step(y, u_t):
             y = a * y + (u_t if scale is None else scale * u_t)
             return y, y
 
-        return _loop(step, y0, u, reverse)[1]
-    if levels == 0:
+        return _loop(step, y0, u, plan.form == "unrolled", reverse)[1]
+    if plan.form == "direct":
         return _dense_scan(u, log_a, y0, reverse)
+    chunk = plan.chunk
     steps, static_steps = ops.shape(u)[1], _static(u.shape[1])
     chunks = _to_chunks(u, chunk, front=reverse)
     # each chunk's contribution to its far edge, sum_c a**(distance) u_c, by
@@ -391,7 +530,8 @@ def _scan(u, log_a, y0, chunk, levels, reverse=False, scale=None):
     edges = None
     for c in range(chunk - 1, -1, -1) if reverse else range(chunk):
         edges = chunks[:, :, c] if edges is None else edges * a + chunks[:, :, c]
-    edges = _scan(edges, log_a * chunk, y0, chunk, levels - 1, reverse)
+    top = Plan("chunked", plan.levels - 1, chunk) if plan.levels > 1 else Plan("direct")
+    edges = _scan(edges, log_a * chunk, y0, top, reverse)
     y0 = ops.expand_dims(y0, 1)
     if reverse:
         entering = ops.concatenate([edges[:, 1:], y0], axis=1)
@@ -424,17 +564,17 @@ def _sum_batch_and_time(v):
 
 
 @functools.cache
-def _lowpass_function(chunk, levels):
-    """``lowpass`` for fixed chunking, with its gradient written by hand."""
+def _lowpass_kernel(plan):
+    """``lowpass`` for one plan, with its gradient written by hand."""
 
     def forward(x, log_a, y0):
-        y = _scan(x, log_a, y0, chunk, levels, scale=_one_minus_exp(log_a))
+        y = _scan(x, log_a, y0, plan, scale=_one_minus_exp(log_a))
         return y, (x, log_a, y0, y)
 
     def backward(residuals, upstream):
         x, log_a, y0, y = residuals
         # adjoint: lam_t = g_t + a lam_{t+1}
-        lam = _scan(upstream, log_a, ops.zeros_like(y0), chunk, levels, True)
+        lam = _scan(upstream, log_a, ops.zeros_like(y0), plan, reverse=True)
         a = ops.exp(log_a)
         grad_x = _one_minus_exp(log_a) * lam
         grad_y0 = a * lam[:, 0]
@@ -446,7 +586,7 @@ def _lowpass_function(chunk, levels):
     return _backend.custom_vjp(forward, backward)
 
 
-def lowpass(x, log_a, y0, chunk=CHUNK, levels=None):
+def lowpass(x, log_a, y0, plan=None):
     """First-order lowpass filter, parallel in time.
 
     Computes ``y_t = a * y_{t-1} + (1 - a) * x_t`` with ``a = exp(log_a)``
@@ -462,21 +602,19 @@ def lowpass(x, log_a, y0, chunk=CHUNK, levels=None):
         ``-dt / tau`` per unit (non-positive).
     y0 : tensor, ``(batch, units)``
         Filter output before the first step.
-    chunk : int
-        Steps per chunk, 2 to 8.
-    levels : int, optional
-        As for ``integrate_spikes``.
+    plan : Plan, optional
+        The form to run; by default ``choose_plan("filter", x)``.
 
     Returns
     -------
     y : tensor, ``(batch, time, units)``
         Filtered signal; ``y[:, -1]`` is the filter's state.
     """
-    _check_chunk(chunk, 8)
     x, log_a, y0 = (ops.convert_to_tensor(v) for v in (x, log_a, y0))
-    if levels is None:
-        levels = _default_levels(x.shape[1], chunk, _FILTER_TOP, _width(x))
-    return _lowpass_function(chunk, levels)(x, log_a, y0)
+    plan = _check_plan(plan, "filter", x)
+    if plan.form == "naive":
+        return lowpass_naive(x, log_a, y0)
+    return _lowpass_kernel(plan)(x, log_a, y0)
 
 
 def lowpass_naive(x, log_a, y0):
@@ -492,7 +630,7 @@ def lowpass_naive(x, log_a, y0):
     return ops.transpose(ys, (1, 0, 2))
 
 
-def alpha(x, log_a, y0, chunk=CHUNK, levels=None):
+def alpha(x, log_a, y0, plan=None):
     """Second-order (alpha) filter, parallel in time.
 
     The zero-order-hold discretisation of ``h(t) = (t / tau**2) exp(-t / tau)``
@@ -510,7 +648,7 @@ def alpha(x, log_a, y0, chunk=CHUNK, levels=None):
     y0 : tuple of two tensors, ``(batch, units)``
         States ``(p, q)`` before the first step; both equal to ``L`` is the
         filter at rest at level ``L``.
-    chunk, levels : int
+    plan : Plan, optional
         As for ``lowpass``.
 
     Returns
@@ -521,8 +659,8 @@ def alpha(x, log_a, y0, chunk=CHUNK, levels=None):
         ``(p, q)`` after the last step.
     """
     log_a = ops.convert_to_tensor(log_a)
-    p = lowpass(x, log_a, y0[0], chunk=chunk, levels=levels)
-    q = lowpass(p, log_a, y0[1], chunk=chunk, levels=levels)
+    p = lowpass(x, log_a, y0[0], plan=plan)
+    q = lowpass(p, log_a, y0[1], plan=plan)
     c1 = _alpha_c1(log_a)
     return c1 * p + (1 - c1) * q, (p[:, -1], q[:, -1])
 
@@ -534,113 +672,3 @@ def alpha_naive(x, log_a, y0):
     q = lowpass_naive(p, log_a, y0[1])
     c1 = _alpha_c1(log_a)
     return c1 * p + (1 - c1) * q, (p[:, -1], q[:, -1])
-
-
-# ------------------------------------------------------- initial voltages ---
-
-_PRIME = 46337  # largest prime with PRIME**2 < 2**31: products fit in int32
-
-
-class _NumpyOps:
-    """The few ``keras.ops`` functions the hash uses, on NumPy arrays.
-
-    Same names and arguments, so the one hash below runs on either; NumPy
-    int32 and float32 arithmetic is the same IEEE arithmetic.
-    """
-
-    arange = staticmethod(np.arange)
-    broadcast_to = staticmethod(np.broadcast_to)
-    cumsum = staticmethod(np.cumsum)
-    expand_dims = staticmethod(np.expand_dims)
-    floor = staticmethod(np.floor)
-    full_like = staticmethod(np.full_like)
-    minimum = staticmethod(np.minimum)
-    ones = staticmethod(np.ones)
-    zeros_like = staticmethod(np.zeros_like)
-
-    @staticmethod
-    def cast(x, dtype):
-        return np.asarray(x).astype(dtype)
-
-
-def _divmod_prime(h, xp):
-    """``(h // PRIME, h % PRIME)`` for int32 ``0 <= h < 2**31``.
-
-    A float32 quotient, off by at most one, then corrected: no integer
-    division, which some exporters (jax2onnx) cannot lower with a symbolic
-    batch size.  Exact, so the same integers come out everywhere.
-    """
-    quotient = xp.cast(xp.floor(xp.cast(h, "float32") * (1.0 / _PRIME)), "int32")
-    rest = h - quotient * _PRIME
-    high, low = xp.cast(rest >= _PRIME, "int32"), xp.cast(rest < 0, "int32")
-    return quotient + high - low, rest + (low - high) * _PRIME
-
-
-def _cube_mix(h, multiplier, offset, xp):
-    """A bijection of ``[0, PRIME)``: ``((h * multiplier + offset) ** 3) % PRIME``.
-
-    Cubing permutes ``Z_p`` because ``gcd(3, p - 1) = 1``; every product stays
-    below ``2**31`` so the same integers come out on every backend.
-    """
-    h = _divmod_prime(h * multiplier + offset, xp)[1]
-    return _divmod_prime(_divmod_prime(h * h, xp)[1] * h, xp)[1]
-
-
-#: (multiplier, offset) of each mixing round, for the two lanes of the hash.
-_LANES = (
-    ((3571, 1013), (7919, 2741), (5003, 4099), (6007, 8191), (9001, 12007)),
-    ((4111, 2203), (8737, 3307), (5527, 6151), (6899, 9203), (10007, 15013)),
-)
-
-
-def _seeded_uniform(batch_size, units, seed, xp):
-    """``seeded_uniform`` computed with ``xp`` (``keras.ops`` or NumPy)."""
-    # batch indices by a running sum, not ``arange``: with a symbolic batch
-    # size, jax2onnx gives ``arange`` a batch axis of its own.  The ones are
-    # broadcast (not ``ops.ones((batch_size, 1))``, whose shape torch's ONNX
-    # tracer would freeze at the example's batch size).
-    ones = xp.broadcast_to(xp.ones((1, 1), dtype="int32"), (batch_size, 1))
-    b = xp.cumsum(ones, axis=0) - 1
-    n = xp.expand_dims(xp.arange(0, units, dtype="int32"), 0)
-    start = xp.full_like(b, int(seed) % _PRIME) + xp.zeros_like(n)
-    n_high, n_low = _divmod_prime(n, xp)
-    b_high, b_low = _divmod_prime(b, xp)
-    # two independent lanes (different constants all the way), so that the
-    # pair (high, low) takes up to PRIME**2 values, not PRIME
-    lanes = []
-    for constants in _LANES:
-        h = start
-        for index, (multiplier, offset) in zip(
-            (n_low, n_high, b_low, b_high, None), constants, strict=True
-        ):
-            h = _cube_mix(h if index is None else h + index, multiplier, offset, xp)
-        lanes.append(h)
-    high, low = lanes
-    # times the reciprocal, not divided: XLA turns a division by a constant
-    # into this product, so dividing gives values one ulp apart on JAX
-    value = xp.cast(high * _PRIME + low, "float32") * (1.0 / (_PRIME * _PRIME))
-    return xp.minimum(value, 1.0 - 2.0**-24)
-
-
-@functools.lru_cache(maxsize=64)
-def _seeded_uniform_numpy(batch_size, units, seed):
-    value = _seeded_uniform(batch_size, units, seed, _NumpyOps)
-    value.flags.writeable = False
-    return value
-
-
-def seeded_uniform(batch_size, units, seed):
-    """Deterministic uniform ``[0, 1)`` values of shape ``(batch_size, units)``.
-
-    An integer hash of ``(seed, batch index, unit index)`` in int32 arithmetic,
-    so the values are identical on every backend and in exported graphs.
-    With a static (int) batch size the hash is computed once with NumPy and
-    enters the graph as a constant (it is about a hundred small integer
-    operations: 1.4 ms a call in eager PyTorch); a symbolic batch size
-    computes it in the graph, with the same integer arithmetic.
-    """
-    if isinstance(batch_size, int) and isinstance(units, int):
-        return ops.convert_to_tensor(
-            _seeded_uniform_numpy(batch_size, units, int(seed)), "float32"
-        )
-    return _seeded_uniform(batch_size, units, seed, ops)

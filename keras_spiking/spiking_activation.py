@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_spiking import kernels
 from keras_spiking.backend import straight_through, uniform
+from keras_spiking.seeded_uniform import seeded_uniform
 from keras_spiking.temporal import TemporalLayer, dt_config, resolve_dt
 
 
@@ -95,17 +96,17 @@ class SpikingActivation(TemporalLayer):
         if self.seed is None:
             voltage = uniform((batch_size, self.units), self.seed_generator)
         else:
-            voltage = kernels.seeded_uniform(batch_size, self.units, self.seed)
+            voltage = seeded_uniform(batch_size, self.units, self.seed)
         return [voltage]
 
     def _run(self, x, states, training):
         rates = self.activation(x)
         if training and not self.spiking_aware_training:
             return rates, states
-        dt = ops.convert_to_tensor(self.dt, "float32")
-        increments = self._flat(ops.stop_gradient(rates)) * dt
-        counts, voltage = kernels.integrate_spikes(increments, states[0])
-        spikes = self._unflat(counts / dt, rates)
+        spikes, voltage = kernels.spike_train(
+            self._flat(ops.stop_gradient(rates)), self._dt_tensor(), states[0]
+        )
+        spikes = self._unflat(spikes, rates)
         return straight_through(rates, spikes), [voltage]
 
     def get_config(self):

@@ -9,13 +9,13 @@ from keras_spiking import default
 
 
 def resolve_dt(dt, layer_name):
-    """``dt`` as given (float or ``keras.Variable``), ``default.dt`` for None."""
+    """Check a layer's ``dt`` argument; ``default.dt`` for None.
+
+    Returns ``dt`` as given: a positive float, or a non-trainable scalar
+    ``keras.Variable`` (kept, so that assigning to it changes the layer).
+    """
     if dt is None:
         dt = default.dt
-    if isinstance(dt, dict):  # a variable, as written by ``get_config``
-        dt = keras.Variable(
-            dt["value"], trainable=False, dtype="float32", name=dt["name"]
-        )
     if isinstance(dt, keras.Variable):
         if dt.trainable:
             raise ValueError(
@@ -24,14 +24,14 @@ def resolve_dt(dt, layer_name):
                 f"trainable variable '{dt.name}'. Create it with "
                 f"keras.Variable(value, trainable=False)."
             )
-        value = float(ops.convert_to_numpy(dt.value))
     elif isinstance(dt, (int, float)) and not isinstance(dt, bool):
-        value = dt = float(dt)
+        dt = float(dt)
     else:
         raise TypeError(
             f"Layer '{layer_name}' expects `dt` to be a positive float, a "
             f"keras.Variable or None; got {dt!r} of type {type(dt).__name__}."
         )
+    value = dt_value(dt)
     if not value > 0:
         raise ValueError(
             f"Layer '{layer_name}' expects `dt` > 0 (seconds); got dt={value}."
@@ -39,11 +39,31 @@ def resolve_dt(dt, layer_name):
     return dt
 
 
-def dt_config(dt):
-    """The config entry for ``dt``: a float, or a dict for a variable."""
+def dt_value(dt):
+    """The current value of ``dt`` (a float or a ``keras.Variable``), a float."""
     if isinstance(dt, keras.Variable):
-        return {"value": float(ops.convert_to_numpy(dt.value)), "name": dt.name}
+        return float(ops.convert_to_numpy(dt.value))
+    return float(dt)
+
+
+def dt_config(dt):
+    """The config entry for ``dt``: a float, or a dict for a variable
+    (``dt_from_config`` is the inverse)."""
+    if isinstance(dt, keras.Variable):
+        return {"value": dt_value(dt), "name": dt.name}
     return dt
+
+
+def dt_from_config(config_dt):
+    """Inverse of ``dt_config``: a dict becomes a new non-trainable variable."""
+    if isinstance(config_dt, dict):
+        return keras.Variable(
+            config_dt["value"],
+            trainable=False,
+            dtype="float32",
+            name=config_dt["name"],
+        )
+    return config_dt
 
 
 def check_time_axis(layer, input_shape):
@@ -61,10 +81,37 @@ class TemporalLayer(keras.layers.Layer):
     """Base class of the layers whose inputs have a time axis.
 
     Inputs are ``(batch, time, *features)``, or ``(time, batch, *features)``
-    with ``time_major=True``.  Subclasses implement ``_initial_states`` and
-    ``_step_all``, working on ``(batch, time, units)`` tensors with the feature
-    axes flattened into ``units``; this class handles layout, initial and
-    carried-over state, ``return_sequences`` and ``return_state``.
+    with ``time_major=True``.  This class handles the layout, the initial and
+    carried-over states, ``return_sequences``, ``return_state``, ``stateful``
+    and ``dt`` in configs; a subclass implements the time-stepping itself.
+
+    Subclass contract:
+
+    * ``num_states`` (class attribute): number of state tensors.
+    * ``build_weights(feature_shape)`` (optional): create the layer's weights
+      with ``add_weight``; ``feature_shape`` is the input's feature axes.
+    * ``_initial_states(batch_size)``: the states that start a new sequence,
+      a list of ``num_states`` tensors of shape ``(batch, units)`` (float32),
+      where ``units`` is ``prod(feature_shape)``.
+    * ``_run(x, states, training)``: ``x`` is batch-major,
+      ``(batch, time, *features)`` in the layer's compute dtype, feature axes
+      kept; ``states`` is a list of float32 ``(batch, units)`` tensors.
+      Returns the output sequence (same layout as ``x``, compute dtype) and
+      the final states (the same form as ``states``).  ``_flat`` and
+      ``_unflat`` convert between ``x``'s layout and the kernels'
+      ``(batch, time, units)`` float32 layout.
+
+    The time-stepping maths itself belongs in ``keras_spiking.kernels``
+    (plain functions on tensors); ``_run`` only calls it.
+
+    States of a stateful layer are non-trainable weights (``state`` or
+    ``state_0``, ``state_1``), unlike Keras' RNN layers, whose states are
+    untracked variables: under JAX, Keras' compiled ``predict`` only carries
+    tracked variables from one call to the next (a stateful
+    ``keras.layers.SimpleRNN`` restarts from zero on every ``predict`` call
+    there).  So a stateful model has more weights than its non-stateful
+    twin: make a streaming copy of a trained model with
+    ``keras_spiking.stateful_copy``.
 
     Parameters
     ----------
@@ -237,6 +284,11 @@ class TemporalLayer(keras.layers.Layer):
         """
         raise NotImplementedError
 
+    def _dt_tensor(self):
+        """``self.dt`` as a float32 scalar tensor (read when called, so that
+        a ``keras.Variable`` can change between calls)."""
+        return ops.convert_to_tensor(self.dt, "float32")
+
     def _flat(self, x):
         """``(batch, time, *features)`` -> ``(batch, time, units)`` float32."""
         shape = ops.shape(x)
@@ -257,3 +309,10 @@ class TemporalLayer(keras.layers.Layer):
             }
         )
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if "dt" in config:
+            config["dt"] = dt_from_config(config["dt"])
+        return super().from_config(config)

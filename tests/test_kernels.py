@@ -1,4 +1,5 @@
-"""The fast kernels against float64 NumPy step-by-step references.
+"""The fast kernels against the float64 NumPy step-by-step references
+of ``tests/references.py``.
 
 ``keras_spiking.kernels`` computes spikes and filters without a loop over
 time (chunked running sums, see its docstring).  Here every result is compared
@@ -10,95 +11,20 @@ Gradients of the filters (by the hand-written adjoint) are checked against
 float64 finite differences of the reference.
 """
 
-import keras
 import numpy as np
 import pytest
 from keras import ops
 
-from keras_spiking import kernels
-from tests.harness import gradients, numpy
-
-JAX = keras.backend.backend() == "jax"
-
-
-def run(fn, *args):
-    """``fn(*args)`` as NumPy; compiled under JAX (op-by-op dispatch there
-    compiles every primitive for every new shape, several times slower)."""
-    if JAX:
-        import jax
-
-        return numpy(jax.jit(fn)(*args))
-    return numpy(fn(*args))
-
-
-def value_and_gradients(fn, *inputs):
-    """``tests.harness.gradients``, compiled under JAX (see ``run``)."""
-    if JAX:
-        import jax
-
-        grad = jax.value_and_grad(fn, argnums=tuple(range(len(inputs))))
-        value, grads = jax.jit(grad)(*[np.asarray(v, np.float32) for v in inputs])
-        return float(value), [numpy(g) for g in grads]
-    return gradients(fn, *inputs)
-
-
-# ------------------------------------------------------------ references ---
-
-
-def spikes_reference(x, v0):
-    """``v += x_t; n_t = floor(v); v -= n_t`` in float64."""
-    v = np.asarray(v0, np.float64).copy()
-    counts = np.zeros(x.shape)
-    for t in range(x.shape[1]):
-        v += x[:, t]
-        counts[:, t] = np.floor(v)
-        v -= counts[:, t]
-    return counts, v
-
-
-def lowpass_reference(x, log_a, y0):
-    """``y_t = a y_{t-1} + (1 - a) x_t`` in float64."""
-    a = np.exp(np.asarray(log_a, np.float64))
-    y = np.asarray(y0, np.float64).copy()
-    out = np.zeros(x.shape)
-    for t in range(x.shape[1]):
-        y = a * y + (1 - a) * x[:, t]
-        out[:, t] = y
-    return out
-
-
-def alpha_reference(x, log_a, p0, q0):
-    """Two cascaded lowpass stages mixed as ``(1 - c) p + c q``, float64."""
-    log_a = np.asarray(log_a, np.float64)
-    p = lowpass_reference(x, log_a, p0)
-    q = lowpass_reference(p, log_a, q0)
-    c = -log_a / (1 - np.exp(log_a))
-    return (1 - c) * p + c * q, p[:, -1], q[:, -1]
-
-
-def alpha_at_rest_reference(x, tau, dt, level):
-    """The alpha filter's second-order recurrence, at rest at ``level``.
-
-    ``y_t = 2a y_{t-1} - a^2 y_{t-2} + (1 - a - r a) x_t + a (a + r - 1) x_{t-1}``
-    with ``a = exp(-dt/tau)``, ``r = dt/tau`` and ``x_{-1} = y_{-1} = y_{-2}
-    = level``.
-    """
-    a, r = np.exp(-dt / tau), dt / tau
-    y1 = y2 = x1 = np.broadcast_to(np.asarray(level, np.float64), x[:, 0].shape)
-    out = np.zeros(x.shape)
-    for t in range(x.shape[1]):
-        y = 2 * a * y1 - a**2 * y2 + (1 - a - r * a) * x[:, t] + a * (a + r - 1) * x1
-        out[:, t] = y
-        y1, y2, x1 = y, y1, x[:, t]
-    return out
-
+from keras_spiking import kernels, seeded_uniform
+from tests import references
+from tests.harness import UNKNOWN_AXES, gradients, numpy, run_jit
 
 # ---------------------------------------------------------------- checks ---
 
 
 def check_spikes(counts, voltage, x, v0):
     """The spike criteria of the module docstring, against the reference."""
-    ref, ref_v = spikes_reference(x, v0)
+    ref, ref_v = references.spike_counts(x, v0)
     assert counts.shape == x.shape and voltage.shape == v0.shape
     np.testing.assert_array_equal(counts, np.round(counts))  # whole spikes
     totals = np.abs(counts.sum(axis=1) - ref.sum(axis=1))
@@ -131,8 +57,9 @@ def test_spikes_match_reference(steps, chunk):
     rng = np.random.default_rng(steps * 10 + chunk)
     x = random_increments(rng, (3, steps, 5))
     v0 = rng.uniform(0, 1, (3, 5)).astype("float32")
-    counts, voltage = run(
-        lambda x, v0: kernels.integrate_spikes(x, v0, chunk=chunk), x, v0
+    plan = kernels.Plan("chunked", levels=2, chunk=chunk)
+    counts, voltage = run_jit(
+        lambda x, v0: kernels.integrate_spikes(x, v0, plan=plan), x, v0
     )
     ref = check_spikes(counts, voltage, x, v0)
     if steps >= 100:  # the case has negative and multi-spike steps
@@ -144,7 +71,7 @@ def test_spikes_long_sequence():
     rng = np.random.default_rng(3)
     x = random_increments(rng, (4, 3000, 8), -0.3, 3.0)
     v0 = rng.uniform(0, 1, (4, 8)).astype("float32")
-    counts, voltage = run(kernels.integrate_spikes, x, v0)
+    counts, voltage = run_jit(kernels.integrate_spikes, x, v0)
     check_spikes(counts, voltage, x, v0)
 
 
@@ -153,8 +80,8 @@ def test_spikes_exact_for_dyadic_values():
     rng = np.random.default_rng(4)
     x = (rng.integers(-600, 900, (2, 300, 3)) / 256).astype("float32")
     v0 = (rng.integers(0, 256, (2, 3)) / 256).astype("float32")
-    counts, voltage = run(kernels.integrate_spikes, x, v0)
-    ref, ref_v = spikes_reference(x, v0)
+    counts, voltage = run_jit(kernels.integrate_spikes, x, v0)
+    ref, ref_v = references.spike_counts(x, v0)
     np.testing.assert_array_equal(counts, ref)
     np.testing.assert_array_equal(voltage, ref_v)
 
@@ -166,27 +93,35 @@ def test_spikes_thresholds_and_edges():
         "float32",
     )[:, :, None]
     v0 = np.zeros((1, 1), "float32")
-    counts, voltage = run(kernels.integrate_spikes, x, v0)
-    ref, ref_v = spikes_reference(x, v0)
+    counts, voltage = run_jit(kernels.integrate_spikes, x, v0)
+    ref, ref_v = references.spike_counts(x, v0)
     np.testing.assert_array_equal(counts, ref)
     np.testing.assert_allclose(voltage, ref_v, atol=2**-24)
 
 
-@pytest.mark.parametrize("levels", [kernels.STEPWISE, 0, 2])
-def test_spikes_fixed_levels(levels):
-    """The path for a time axis unknown when tracing (``levels`` fixed).
+PLANS = {
+    "loop": kernels.Plan("loop"),
+    "unrolled": kernels.Plan("unrolled"),
+    "direct": kernels.Plan("direct"),
+    "chunked, 1 level": kernels.Plan("chunked", levels=1),
+    "chunked, 3 levels of 4": kernels.Plan("chunked", levels=3, chunk=4),
+}
 
-    With ``levels=0`` the whole sequence is one running sum of int32
-    fixed-point values, which wraps around past ``2**31``: only the value
-    modulo ``2**27`` is used, so the result must not change.  ``STEPWISE``
-    is the loop over time (symbolic lengths, a few steps, and where a
-    backend says a loop is cheaper).
+
+@pytest.mark.parametrize("plan", PLANS.values(), ids=PLANS.keys())
+def test_spikes_every_form(plan):
+    """Every form gives the reference's spikes.
+
+    ``direct`` over 60 steps is one running sum of int32 fixed-point values
+    that wraps around past ``2**31``: only the value modulo ``2**27`` is
+    used, so the result must not change.  ``loop`` is the loop over time
+    (symbolic lengths, and where a backend says a loop is cheaper).
     """
     rng = np.random.default_rng(5)
-    x = random_increments(rng, (2, 500, 4))
+    x = random_increments(rng, (2, 60, 4))
     v0 = rng.uniform(0, 1, (2, 4)).astype("float32")
-    counts, voltage = run(
-        lambda x, v0: kernels.integrate_spikes(x, v0, levels=levels), x, v0
+    counts, voltage = run_jit(
+        lambda x, v0: kernels.integrate_spikes(x, v0, plan=plan), x, v0
     )
     check_spikes(counts, voltage, x, v0)
 
@@ -197,11 +132,11 @@ def test_spikes_continue_across_calls(split):
     rng = np.random.default_rng(6)
     x = random_increments(rng, (3, 300, 4))
     v0 = rng.uniform(0, 1, (3, 4)).astype("float32")
-    first, middle = run(kernels.integrate_spikes, x[:, :split], v0)
-    second, last = run(kernels.integrate_spikes, x[:, split:], middle)
+    first, middle = run_jit(kernels.integrate_spikes, x[:, :split], v0)
+    second, last = run_jit(kernels.integrate_spikes, x[:, split:], middle)
     counts = np.concatenate([first, second], axis=1)
     check_spikes(counts, last, x, v0)
-    whole, whole_v = run(kernels.integrate_spikes, x, v0)
+    whole, whole_v = run_jit(kernels.integrate_spikes, x, v0)
     assert np.mean(counts != whole) < 1e-4
     np.testing.assert_allclose(last, whole_v, atol=1e-6)
 
@@ -212,10 +147,10 @@ def test_wide_inputs():
     rng = np.random.default_rng(16)
     x = random_increments(rng, (16, 150, 128))
     v0 = rng.uniform(0, 1, (16, 128)).astype("float32")
-    counts, voltage = run(kernels.integrate_spikes, x, v0)
+    counts, voltage = run_jit(kernels.integrate_spikes, x, v0)
     check_spikes(counts, voltage, x, v0)
-    y = run(kernels.lowpass, x, np.full(128, -0.1, "float32"), v0)
-    assert_filter_close(y, lowpass_reference(x, np.full(128, -0.1), v0))
+    y = run_jit(kernels.lowpass, x, np.full(128, -0.1, "float32"), v0)
+    assert_filter_close(y, references.lowpass_log_a(x, np.full(128, -0.1), v0))
 
 
 def test_spikes_naive_kernel():
@@ -224,22 +159,56 @@ def test_spikes_naive_kernel():
     x = (rng.integers(-300, 600, (2, 40, 3)) / 256).astype("float32")
     v0 = (rng.integers(0, 256, (2, 3)) / 256).astype("float32")
     counts, voltage = kernels.integrate_spikes_naive(x, v0)
-    ref, ref_v = spikes_reference(x, v0)
+    ref, ref_v = references.spike_counts(x, v0)
     np.testing.assert_array_equal(numpy(counts), ref)
     np.testing.assert_array_equal(numpy(voltage), ref_v)
 
 
 @pytest.mark.parametrize("chunk", [1, 9, 2.0, True])
 def test_bad_chunk(chunk):
+    with pytest.raises(ValueError, match="chunk"):
+        kernels.Plan("chunked", levels=1, chunk=chunk)
+
+
+def test_bad_plans():
     x, v0 = np.zeros((1, 4, 1), "float32"), np.zeros((1, 1), "float32")
-    with pytest.raises(ValueError, match="chunk"):
-        kernels.integrate_spikes(x, v0, chunk=chunk)
-    with pytest.raises(ValueError, match="chunk"):
-        kernels.lowpass(x, np.zeros(1, "float32"), v0, chunk=chunk)
+    with pytest.raises(ValueError, match="form"):
+        kernels.Plan("parallel")
+    with pytest.raises(ValueError, match="levels"):
+        kernels.Plan("chunked", levels=0)
+    with pytest.raises(TypeError, match="plan"):
+        kernels.integrate_spikes(x, v0, plan="loop")
+    with pytest.raises(TypeError, match="plan"):
+        kernels.lowpass(x, np.zeros(1, "float32"), v0, plan=3)
+    with pytest.raises(ValueError, match="forced_form"):
+        with kernels.forced_form("fast"):
+            pass
+
+
+@pytest.mark.parametrize(
+    ("kind", "steps", "forms"),
+    [
+        ("spikes", 10, {"direct"}),
+        ("spikes", 1000, {"chunked", "loop"}),
+        ("filter", 10, {"unrolled", "loop"}),
+        ("filter", 1000, {"chunked", "loop"}),
+    ],
+)
+def test_choose_plan_and_forced_form(kind, steps, forms):
+    """The default choice by length, and ``forced_form`` overriding it for
+    the block only (nested blocks: the innermost wins)."""
+    x = ops.zeros((32, steps, 128))
+    assert kernels.choose_plan(kind, x).form in forms
+    with kernels.forced_form("naive"):
+        with kernels.forced_form("chunked"):
+            plan = kernels.choose_plan(kind, x)
+            assert plan.form == "chunked" and plan.levels >= 1
+        assert kernels.choose_plan(kind, x).form == "naive"
+    assert kernels.choose_plan(kind, x).form in forms
 
 
 @pytest.mark.skipif(
-    keras.backend.backend() != "tensorflow",
+    not UNKNOWN_AXES,
     reason="only TensorFlow traces graphs whose time axis is unknown (None)",
 )
 def test_unknown_time_axis_in_a_tensorflow_graph():
@@ -259,7 +228,7 @@ def test_unknown_time_axis_in_a_tensorflow_graph():
 
     counts, voltage, y = run(x)
     check_spikes(counts.numpy(), voltage.numpy(), x, v0)
-    assert_filter_close(y.numpy(), lowpass_reference(x, log_a, v0))
+    assert_filter_close(y.numpy(), references.lowpass_log_a(x, log_a, v0))
 
 
 # ---------------------------------------------------------------- filters ---
@@ -274,8 +243,9 @@ def test_lowpass_matches_reference(steps, chunk):
     rng = np.random.default_rng(steps + chunk)
     x = rng.normal(0, 10, (3, steps, LOG_A.size)).astype("float32")
     y0 = rng.normal(0, 10, (3, LOG_A.size)).astype("float32")
-    y = run(lambda x, y0: kernels.lowpass(x, LOG_A, y0, chunk=chunk), x, y0)
-    assert_filter_close(y, lowpass_reference(x, LOG_A, y0))
+    plan = kernels.Plan("chunked", levels=2, chunk=chunk)
+    y = run_jit(lambda x, y0: kernels.lowpass(x, LOG_A, y0, plan=plan), x, y0)
+    assert_filter_close(y, references.lowpass_log_a(x, LOG_A, y0))
 
 
 def test_lowpass_of_spikes_long_sequence():
@@ -283,17 +253,17 @@ def test_lowpass_of_spikes_long_sequence():
     rng = np.random.default_rng(9)
     x = (100 * (rng.uniform(size=(2, 3000, LOG_A.size)) < 0.05)).astype("float32")
     y0 = np.zeros((2, LOG_A.size), "float32")
-    y = run(kernels.lowpass, x, LOG_A, y0)
-    assert_filter_close(y, lowpass_reference(x, LOG_A, y0))
+    y = run_jit(kernels.lowpass, x, LOG_A, y0)
+    assert_filter_close(y, references.lowpass_log_a(x, LOG_A, y0))
 
 
-@pytest.mark.parametrize("levels", [kernels.STEPWISE, 0, 3])
-def test_lowpass_fixed_levels(levels):
+@pytest.mark.parametrize("plan", PLANS.values(), ids=PLANS.keys())
+def test_lowpass_every_form(plan):
     rng = np.random.default_rng(10)
-    x = rng.normal(0, 1, (2, 300, LOG_A.size)).astype("float32")
+    x = rng.normal(0, 1, (2, 60, LOG_A.size)).astype("float32")
     y0 = rng.normal(0, 1, (2, LOG_A.size)).astype("float32")
-    y = run(lambda x, y0: kernels.lowpass(x, LOG_A, y0, levels=levels), x, y0)
-    assert_filter_close(y, lowpass_reference(x, LOG_A, y0))
+    y = run_jit(lambda x, y0: kernels.lowpass(x, LOG_A, y0, plan=plan), x, y0)
+    assert_filter_close(y, references.lowpass_log_a(x, LOG_A, y0))
 
 
 @pytest.mark.parametrize("split", [1, 40])
@@ -301,15 +271,15 @@ def test_filters_continue_across_calls(split):
     rng = np.random.default_rng(11)
     x = rng.normal(0, 1, (2, 300, LOG_A.size)).astype("float32")
     y0 = rng.normal(0, 1, (2, LOG_A.size)).astype("float32")
-    first = run(kernels.lowpass, x[:, :split], LOG_A, y0)
-    second = run(kernels.lowpass, x[:, split:], LOG_A, first[:, -1])
+    first = run_jit(kernels.lowpass, x[:, :split], LOG_A, y0)
+    second = run_jit(kernels.lowpass, x[:, split:], LOG_A, first[:, -1])
     y = np.concatenate([first, second], axis=1)
-    assert_filter_close(y, lowpass_reference(x, LOG_A, y0))
+    assert_filter_close(y, references.lowpass_log_a(x, LOG_A, y0))
 
     p0, q0 = y0, -y0
-    head, (p, q) = run(kernels.alpha, x[:, :split], LOG_A, (p0, q0))
-    tail, (p, q) = run(kernels.alpha, x[:, split:], LOG_A, (p, q))
-    ref, ref_p, ref_q = alpha_reference(x, LOG_A, p0, q0)
+    head, (p, q) = run_jit(kernels.alpha, x[:, :split], LOG_A, (p0, q0))
+    tail, (p, q) = run_jit(kernels.alpha, x[:, split:], LOG_A, (p, q))
+    ref, ref_p, ref_q = references.alpha_states(x, LOG_A, p0, q0)
     assert_filter_close(np.concatenate([head, tail], axis=1), ref)
     assert_filter_close(p, ref_p)
     assert_filter_close(q, ref_q)
@@ -323,8 +293,8 @@ def test_alpha_matches_second_order_recurrence(steps):
     level = rng.normal(0, 1, tau.size).astype("float32")
     log_a = (-dt / tau).astype("float32")
     states = (np.tile(level, (2, 1)), np.tile(level, (2, 1)))
-    y, _ = run(kernels.alpha, x, log_a, states)
-    ref = alpha_at_rest_reference(x, -dt / log_a.astype(np.float64), dt, level)
+    y, _ = run_jit(kernels.alpha, x, log_a, states)
+    ref = references.alpha(x, -dt / log_a.astype(np.float64), dt, level)
     assert_filter_close(y, ref)
 
 
@@ -333,26 +303,16 @@ def test_filters_naive_kernels():
     x = rng.normal(0, 1, (2, 30, LOG_A.size)).astype("float32")
     y0 = rng.normal(0, 1, (2, LOG_A.size)).astype("float32")
     assert_filter_close(
-        numpy(kernels.lowpass_naive(x, LOG_A, y0)), lowpass_reference(x, LOG_A, y0)
+        numpy(kernels.lowpass_naive(x, LOG_A, y0)),
+        references.lowpass_log_a(x, LOG_A, y0),
     )
     y, _ = kernels.alpha_naive(x, LOG_A, (y0, y0))
-    assert_filter_close(numpy(y), alpha_reference(x, LOG_A, y0, y0)[0])
+    assert_filter_close(numpy(y), references.alpha_states(x, LOG_A, y0, y0)[0])
 
 
 # -------------------------------------------------------------- gradients ---
 
 GRAD_LOG_A = np.array([-0.002, -0.05, -0.4, -3.0], "float32")
-
-
-def finite_difference(loss, value, eps):
-    """Central differences of float64 ``loss`` w.r.t. each entry of ``value``."""
-    value = np.asarray(value, np.float64)
-    grad = np.zeros_like(value)
-    for index in np.ndindex(value.shape):
-        step = np.zeros_like(value)
-        step[index] = eps
-        grad[index] = (loss(value + step) - loss(value - step)) / (2 * eps)
-    return grad
 
 
 @pytest.mark.parametrize("filter_name", ["lowpass", "alpha"])
@@ -376,7 +336,7 @@ def test_filter_gradients(filter_name, steps):
             return ops.sum(kernels.lowpass(x, log_a, y0) * weight)
 
         def reference(x, log_a, y0):
-            return np.sum(lowpass_reference(x, log_a, y0) * weight_np)
+            return np.sum(references.lowpass_log_a(x, log_a, y0) * weight_np)
 
     else:
 
@@ -384,14 +344,18 @@ def test_filter_gradients(filter_name, steps):
             return ops.sum(kernels.alpha(x, log_a, (y0, 0.5 * y0))[0] * weight)
 
         def reference(x, log_a, y0):
-            return np.sum(alpha_reference(x, log_a, y0, 0.5 * y0)[0] * weight_np)
+            return np.sum(
+                references.alpha_states(x, log_a, y0, 0.5 * y0)[0] * weight_np
+            )
 
-    value, (grad_x, grad_log_a, grad_y0) = value_and_gradients(loss, x, GRAD_LOG_A, y0)
+    value, (grad_x, grad_log_a, grad_y0) = gradients(loss, x, GRAD_LOG_A, y0, jit=True)
     np.testing.assert_allclose(value, reference(x, GRAD_LOG_A, y0), rtol=1e-5)
 
     x64, la64, y064 = (np.asarray(v, np.float64) for v in (x, GRAD_LOG_A, y0))
-    fd_log_a = finite_difference(lambda v: reference(x64, v, y064), la64, 1e-6)
-    fd_y0 = finite_difference(lambda v: reference(x64, la64, v), y064, 1e-4)
+    fd_log_a = references.finite_difference(
+        lambda v: reference(x64, v, y064), la64, 1e-6
+    )
+    fd_y0 = references.finite_difference(lambda v: reference(x64, la64, v), y064, 1e-4)
     np.testing.assert_allclose(grad_log_a, fd_log_a, rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(grad_y0, fd_y0, rtol=1e-3, atol=1e-5)
     # the input gradient: the loss is linear in x, so a directional check
@@ -410,13 +374,18 @@ def test_lowpass_gradient_is_independent_of_chunking():
     x = rng.normal(0, 1, (2, 45, GRAD_LOG_A.size)).astype("float32")
     y0 = rng.normal(0, 1, (2, GRAD_LOG_A.size)).astype("float32")
     results = []
-    for chunk, levels in [(3, None), (8, 0), (8, kernels.STEPWISE)]:
+    for plan in [
+        kernels.Plan("chunked", levels=2, chunk=3),
+        kernels.Plan("direct"),
+        kernels.Plan("loop"),
+        kernels.Plan("unrolled"),
+    ]:
 
-        def loss(x, log_a, y0, chunk=chunk, levels=levels):
-            y = kernels.lowpass(x, log_a, y0, chunk=chunk, levels=levels)
+        def loss(x, log_a, y0, plan=plan):
+            y = kernels.lowpass(x, log_a, y0, plan=plan)
             return ops.sum(y * y)
 
-        results.append(value_and_gradients(loss, x, GRAD_LOG_A, y0)[1])
+        results.append(gradients(loss, x, GRAD_LOG_A, y0, jit=True)[1])
     for other in results[1:]:
         for got, want in zip(other, results[0], strict=True):
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
@@ -431,12 +400,12 @@ def reference_seeded_uniform(batch_size, units, seed):
     five rounds ``h = ((h + index) * m + o) ** 3 mod p`` per lane (indices:
     unit mod p, unit div p, batch mod p, batch div p, none), two lanes, then
     ``(high * p + low) / p**2`` in float32."""
-    p = kernels._PRIME
+    p = seeded_uniform._PRIME
     out = np.empty((batch_size, len(units)), np.float32)
     for b in range(batch_size):
         for column, n in enumerate(units):
             lanes = []
-            for constants in kernels._LANES:
+            for constants in seeded_uniform._LANES:
                 h = seed % p
                 for index, (m, o) in zip(
                     (n % p, n // p, b % p, b // p, 0), constants, strict=True
@@ -457,7 +426,9 @@ def test_seeded_uniform_matches_integer_reference(seed):
     # past 46337 units the unit index's high part is used too
     units = list(range(0, 46340, 97)) + [46336, 46337, 46339]
     reference = reference_seeded_uniform(5, units, seed)
-    static = numpy(kernels.seeded_uniform(5, 46340, seed))[:, units]
-    traced = run(lambda: kernels._seeded_uniform(5, 46340, seed, ops))[:, units]
+    static = numpy(seeded_uniform.seeded_uniform(5, 46340, seed))[:, units]
+    traced = run_jit(lambda: seeded_uniform._seeded_uniform(5, 46340, seed, ops))[
+        :, units
+    ]
     np.testing.assert_array_equal(static, reference)
     np.testing.assert_array_equal(traced, reference)

@@ -28,14 +28,17 @@ CHUNKINGS = {
 }
 
 
-def integer_rates(shape, seed=0):
-    """Inputs whose rates times ``DT`` are exact: spikes are exact in float32."""
-    return np.random.default_rng(seed).integers(-20, 200, shape).astype("float32")
-
-
 def smooth_input(shape, seed=0):
     rng = np.random.default_rng(seed)
     return np.cumsum(rng.normal(size=shape), axis=1).astype("float32")
+
+
+def layer_input(kind):
+    """Integer rates for ``SpikingActivation`` (exact spikes), else a smooth
+    signal, ``(BATCH, STEPS, FEATURES)``."""
+    if kind == "SpikingActivation":
+        return references.integer_rates((BATCH, STEPS, FEATURES))
+    return smooth_input((BATCH, STEPS, FEATURES))
 
 
 def stream(call, x, sizes):
@@ -64,7 +67,7 @@ def make_layer(kind, stateful):
 def layer_reference(kind, layer, x):
     """NumPy output of ``layer`` (non-stateful, fresh) on the whole ``x``."""
     if kind == "SpikingActivation":
-        v0 = numpy(keras_spiking.kernels.seeded_uniform(BATCH, FEATURES, 7))
+        v0 = numpy(keras_spiking.seeded_uniform.seeded_uniform(BATCH, FEATURES, 7))
         return references.spikes(np.maximum(x, 0), DT, v0)[0]
     filter_ = references.lowpass if kind == "Lowpass" else references.alpha
     return filter_(x, numpy(layer.tau), DT, numpy(layer.initial_level))
@@ -79,11 +82,7 @@ def assert_stream_equal(kind, got, want, message=""):
 
 @pytest.mark.parametrize("kind", ["SpikingActivation", "Lowpass", "Alpha"])
 def test_layer_stream_equals_whole_sequence(kind):
-    x = (
-        integer_rates((BATCH, STEPS, FEATURES))
-        if kind == "SpikingActivation"
-        else (smooth_input((BATCH, STEPS, FEATURES)))
-    )
+    x = layer_input(kind)
     layer = make_layer(kind, stateful=True)
     whole = numpy(layer(x))  # builds; then carries the state on
     layer.reset_state()
@@ -105,11 +104,7 @@ def test_layer_stream_equals_whole_sequence(kind):
 @pytest.mark.parametrize("kind", ["SpikingActivation", "Lowpass", "Alpha"])
 def test_state_carries_on_without_reset(kind):
     """Without ``reset_state()`` the second half continues from the first."""
-    x = (
-        integer_rates((BATCH, STEPS, FEATURES))
-        if kind == "SpikingActivation"
-        else (smooth_input((BATCH, STEPS, FEATURES)))
-    )
+    x = layer_input(kind)
     layer = make_layer(kind, stateful=True)
     whole = numpy(layer(x))
     layer.reset_state()
@@ -149,7 +144,7 @@ def reset_states(model):
 @pytest.mark.parametrize("method", ["call", "predict_on_batch"])
 def test_model_stream_equals_whole_sequence(method):
     """A trained-style non-stateful model vs its stateful copy, streamed."""
-    x = integer_rates((BATCH, STEPS, FEATURES), seed=3)
+    x = references.integer_rates((BATCH, STEPS, FEATURES), seed=3)
     model = build_model(stateful=False, batch=None)
     model.get_layer("dense").set_weights(
         [
@@ -171,3 +166,65 @@ def test_model_stream_equals_whole_sequence(method):
         np.testing.assert_allclose(
             stream(call, x, sizes), whole, rtol=1e-5, atol=1e-5, err_msg=name
         )
+
+
+@pytest.mark.parametrize("kind", ["functional", "sequential"])
+def test_stateful_copy_streams_the_whole_sequence(kind):
+    """``stateful_copy`` in one call: same weights, stateful layers, fixed
+    batch; streamed outputs equal the original's on the whole sequence, and
+    ``reset_states`` starts over."""
+    x = references.integer_rates((BATCH, STEPS, FEATURES), seed=4)
+    if kind == "functional":
+        model = build_model(stateful=False, batch=None)
+    else:
+        model = keras.Sequential(
+            [
+                keras.Input((None, FEATURES)),
+                keras_spiking.SpikingActivation("relu", dt=DT, seed=3),
+                keras.layers.Dense(5),
+                keras_spiking.Alpha(0.02, dt=DT),
+            ]
+        )
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    dense[0].kernel.assign(
+        np.random.default_rng(1).normal(size=(FEATURES, 5)).astype("float32") * 0.05
+    )
+    whole = numpy(model(x))
+
+    streaming = keras_spiking.stateful_copy(model, batch_size=BATCH)
+    assert streaming.inputs[0].shape[0] == BATCH
+    temporal = [
+        layer
+        for layer in streaming.layers
+        if isinstance(layer, keras_spiking.temporal.TemporalLayer)
+    ]
+    assert temporal and all(layer.stateful for layer in temporal)
+    for layer, twin in zip(model.layers, streaming.layers, strict=True):
+        # each layer's own weights first; a stateful layer's states after them
+        for original, weight in zip(layer.weights, twin.weights, strict=False):
+            np.testing.assert_array_equal(numpy(weight.value), numpy(original.value))
+    assert len(streaming.weights) == len(model.weights) + sum(
+        layer.num_states for layer in temporal
+    )
+
+    for name in ("single steps", "uneven"):
+        keras_spiking.reset_states(streaming)
+        np.testing.assert_allclose(
+            stream(streaming.predict_on_batch, x, CHUNKINGS[name]),
+            whole,
+            rtol=1e-5,
+            atol=1e-5,
+            err_msg=name,
+        )
+    # without a reset the copy carries on: the same input again differs
+    assert not np.allclose(stream(streaming.predict_on_batch, x, [STEPS]), whole)
+
+
+def test_stateful_copy_bad_arguments():
+    model = build_model(stateful=False, batch=None)
+    with pytest.raises(TypeError, match="keras.Model"):
+        keras_spiking.stateful_copy(model.layers[1])
+    with pytest.raises(TypeError, match="batch_size"):
+        keras_spiking.stateful_copy(model, batch_size=2.0)
+    with pytest.raises(ValueError, match="batch_size >= 1"):
+        keras_spiking.stateful_copy(model, batch_size=0)

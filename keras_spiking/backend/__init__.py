@@ -1,16 +1,26 @@
 """Backend-specific pieces behind backend-neutral functions.
 
-Each backend has one small module here; this is the only place that looks at
-``keras.backend.backend()``.
+Each backend has one small module here (``_tensorflow``, ``_torch``,
+``_jax``; what they share is in ``_common``); this is the only place that
+looks at ``keras.backend.backend()``.  Each module provides these names:
 
 * ``straight_through(surrogate, value)``: forward ``value``, gradient to
   ``surrogate``.
 * ``custom_vjp(forward, backward)``: a function of tensors with a hand-written
   gradient (``forward(*args) -> (output, residuals)``,
   ``backward(residuals, upstream) -> gradients``).
+* ``compiled(function)``: ``function`` (of tensors) as the backend runs
+  kernels fastest whatever the caller's mode: XLA on TensorFlow, as is
+  elsewhere.
+* ``fused_spikes(rates, dt, v0, chunk, levels, bits)``: the
+  ``direct``/``chunked`` form of ``kernels.spike_train`` written natively
+  for eager execution; None where the backend has none (and the function
+  returns None where it does not apply).
 * ``chunk_cumsum(x, initial=None, reverse=False, overwrite=False)``: running
   sum along axis 2 of a rank-4 tensor of short chunks, each started from
   ``initial``.
+* ``scan(step, init, xs, reverse=False)``: ``keras.ops.scan`` (over axis
+  0), in a form that ``compiled`` compiles.
 * ``residue(x, bits)``: ``x mod 2**bits`` for int32 tensors.
 * ``loop_is_cheaper(steps, width)``: whether a compiled loop over time beats
   the chunked kernels for this backend and device (a speed hint).
@@ -20,52 +30,25 @@ Each backend has one small module here; this is the only place that looks at
   with the generator that is fastest on the backend.
 """
 
+import importlib
+
 import keras
 
 _BACKEND = keras.backend.backend()
-
-if _BACKEND == "tensorflow":
-    from keras_spiking.backend._tensorflow import (
-        chunk_cumsum,
-        custom_vjp,
-        loop_is_cheaper,
-        residue,
-        straight_through,
-        uniform,
-        unroll,
-    )
-elif _BACKEND == "jax":
-    from keras_spiking.backend._jax import (
-        chunk_cumsum,
-        custom_vjp,
-        loop_is_cheaper,
-        residue,
-        straight_through,
-        uniform,
-        unroll,
-    )
-elif _BACKEND == "torch":
-    from keras_spiking.backend._torch import (
-        chunk_cumsum,
-        custom_vjp,
-        loop_is_cheaper,
-        residue,
-        straight_through,
-        uniform,
-        unroll,
-    )
-else:  # pragma: no cover - only the three backends are supported
+if _BACKEND not in ("tensorflow", "torch", "jax"):  # pragma: no cover
     raise ImportError(
         f"keras_spiking supports the tensorflow, torch and jax backends, "
         f"not {_BACKEND!r}"
     )
+_module = importlib.import_module(f"keras_spiking.backend._{_BACKEND}")
 
-__all__ = [
-    "chunk_cumsum",
-    "custom_vjp",
-    "loop_is_cheaper",
-    "residue",
-    "straight_through",
-    "uniform",
-    "unroll",
-]
+chunk_cumsum = _module.chunk_cumsum
+compiled = _module.compiled
+custom_vjp = _module.custom_vjp
+fused_spikes = _module.fused_spikes
+loop_is_cheaper = _module.loop_is_cheaper
+residue = _module.residue
+scan = _module.scan
+straight_through = _module.straight_through
+uniform = _module.uniform
+unroll = _module.unroll

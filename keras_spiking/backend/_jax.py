@@ -1,9 +1,15 @@
-"""JAX shim: ``straight_through``, ``custom_vjp``, ``chunk_cumsum``,
-``residue``, ``uniform``, ``loop_is_cheaper``,
-``unroll``."""
+"""JAX shim (see ``keras_spiking.backend``)."""
 
 import jax
-import keras
+
+from keras_spiking.backend import _common
+from keras_spiking.backend._common import add_initial
+
+# shared with another backend (see _common)
+compiled = _common.not_compiled
+residue = _common.residue
+scan = _common.scan
+uniform = _common.uniform
 
 
 @jax.custom_vjp
@@ -42,6 +48,10 @@ def custom_vjp(forward, backward):
     return function
 
 
+#: No eager fused kernels: XLA fuses the kernels under ``jax.jit``.
+fused_spikes = None
+
+
 def chunk_cumsum(x, initial=None, reverse=False, overwrite=False):
     """Running sum along axis 2 of a rank-4 tensor of short chunks.
 
@@ -50,23 +60,8 @@ def chunk_cumsum(x, initial=None, reverse=False, overwrite=False):
     hint that ``x`` is not needed again (unused here).
     """
     del overwrite
-    if initial is not None:
-        initial = jax.numpy.expand_dims(initial, 2)
-        if reverse:
-            x = jax.numpy.concatenate([x[:, :, :-1], x[:, :, -1:] + initial], axis=2)
-        else:
-            x = jax.numpy.concatenate([x[:, :, :1] + initial, x[:, :, 1:]], axis=2)
+    x = add_initial(x, initial, reverse)
     return jax.lax.cumsum(x, axis=2, reverse=reverse)
-
-
-def residue(x, bits):
-    """``x mod 2**bits`` for int32 ``x`` (two's complement, so a bit mask)."""
-    return jax.numpy.bitwise_and(x, (1 << bits) - 1)
-
-
-def uniform(shape, seed_generator):
-    """Uniform ``[0, 1)`` float32 values drawn with ``seed_generator``."""
-    return keras.random.uniform(shape, seed=seed_generator)
 
 
 def loop_is_cheaper(steps, width):

@@ -1,8 +1,10 @@
-"""TensorFlow shim: ``straight_through``, ``custom_vjp``, ``chunk_cumsum``,
-``residue``, ``uniform``, ``loop_is_cheaper``,
-``unroll``."""
+"""TensorFlow shim (see ``keras_spiking.backend``)."""
+
+import functools
 
 import tensorflow as tf
+
+from keras_spiking.backend._common import add_initial
 
 
 @tf.custom_gradient
@@ -19,12 +21,64 @@ def straight_through(surrogate, value):
     return tf.identity(value), grad
 
 
+@functools.cache
+def xla_available():
+    """Whether this TensorFlow can compile with XLA on its default device
+    (checked once, eagerly, on a tiny function)."""
+    with tf.init_scope():
+        try:
+            probe = tf.function(lambda x: x + 1, jit_compile=True)
+            probe(tf.zeros((1,)))
+        except (tf.errors.OpError, ValueError, NotImplementedError):
+            return False
+    return True
+
+
+def compiled(function):
+    """``function`` compiled with XLA as a cluster of its own, whatever the
+    caller's mode.
+
+    Keras runs TensorFlow models without XLA by default on machines without
+    an accelerator (``jit_compile="auto"``), where each kernel would be
+    dozens of separate graph operations (3 to 5 times slower, measured with
+    ``benchmarks/bench_layers.py``).  In a graph, the operations are built
+    inside ``tf.xla.experimental.jit_scope``, which marks them for XLA
+    clustering but keeps them ordinary operations (a nested
+    ``tf.function(jit_compile=True)`` would compile just as well, but
+    exporters such as tf2onnx cannot convert the call).  Called eagerly, it
+    runs as a ``tf.function(jit_compile=True)``.  Inside a model compiled
+    with XLA it is simply part of that cluster.  Where XLA is not available,
+    ``function`` runs as is.
+    """
+    xla = tf.function(function, jit_compile=True, autograph=False)
+
+    @functools.wraps(function)
+    def run(*args):
+        if not xla_available():
+            return function(*args)
+        if tf.executing_eagerly():
+            # not recorded by a surrounding tape (which would make TensorFlow
+            # trace a variant of the function returning its intermediate
+            # loop values, which cannot leave XLA): ``compiled`` functions
+            # are not differentiated through; ``custom_vjp`` gives them
+            # their gradients
+            return xla(*tf.nest.map_structure(tf.stop_gradient, args))
+        with tf.xla.experimental.jit_scope(
+            compile_ops=True, separate_compiled_gradients=True
+        ):
+            return function(*args)
+
+    return run
+
+
 def custom_vjp(forward, backward):
     """A function of tensors with a hand-written gradient.
 
     ``forward(*args) -> (output, residuals)`` and
-    ``backward(residuals, upstream) -> gradients`` (one per argument).
+    ``backward(residuals, upstream) -> gradients`` (one per argument); both
+    run ``compiled``.
     """
+    forward, backward = compiled(forward), compiled(backward)
 
     @tf.custom_gradient
     def function(*args):
@@ -38,6 +92,28 @@ def custom_vjp(forward, backward):
     return function
 
 
+#: No eager fused kernels: every kernel runs under XLA (``compiled``).
+fused_spikes = None
+
+
+def scan(step, init, xs, reverse=False):
+    """``keras.ops.scan`` over axis 0 of ``xs`` with a fixed trip count.
+
+    ``keras.ops.scan`` calls ``tf.while_loop`` without
+    ``maximum_iterations``, which XLA (``compiled``) cannot compile;
+    ``tf.scan`` sets it.  ``step``'s output must have the carry's shape and
+    dtype (true of every loop in ``kernels``).
+    """
+
+    def packed(previous, x):
+        return step(previous[0], x)
+
+    carry, ys = tf.scan(
+        packed, xs, initializer=(init, tf.zeros_like(init)), reverse=reverse
+    )
+    return carry[0 if reverse else -1], ys
+
+
 def chunk_cumsum(x, initial=None, reverse=False, overwrite=False):
     """Running sum along axis 2 of a rank-4 tensor of short chunks.
 
@@ -46,13 +122,7 @@ def chunk_cumsum(x, initial=None, reverse=False, overwrite=False):
     hint that ``x`` is not needed again (unused here).
     """
     del overwrite
-    if initial is not None:
-        initial = tf.expand_dims(initial, 2)
-        if reverse:
-            x = tf.concat([x[:, :, :-1], x[:, :, -1:] + initial], axis=2)
-        else:
-            x = tf.concat([x[:, :, :1] + initial, x[:, :, 1:]], axis=2)
-    return tf.cumsum(x, axis=2, reverse=reverse)
+    return tf.cumsum(add_initial(x, initial, reverse), axis=2, reverse=reverse)
 
 
 def residue(x, bits):
@@ -76,8 +146,7 @@ def loop_is_cheaper(steps, width):
     """Whether a compiled loop over ``steps`` beats the chunked kernels.
 
     Measured on CPU (benchmarks/bench_layers.py): never for more than a
-    handful of steps (an XLA while loop costs about 1 ms per call here,
-    and TensorFlow graphs without XLA pay per iteration).
+    handful of steps (an XLA while loop costs about 1 ms per call here).
     """
     del steps, width
     return False

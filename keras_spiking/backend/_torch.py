@@ -1,9 +1,15 @@
-"""PyTorch shim: ``straight_through``, ``custom_vjp``, ``chunk_cumsum``,
-``residue``, ``uniform``, ``loop_is_cheaper``,
-``unroll``."""
+"""PyTorch shim (see ``keras_spiking.backend``)."""
 
-import keras
 import torch
+
+from keras_spiking.backend import _common
+from keras_spiking.backend._common import add_initial
+
+# shared with another backend (see _common)
+compiled = _common.not_compiled
+residue = _common.residue
+scan = _common.scan
+uniform = _common.uniform
 
 
 class _StraightThrough(torch.autograd.Function):
@@ -59,12 +65,7 @@ def chunk_cumsum(x, initial=None, reverse=False, overwrite=False):
     own ``x``, not need it again, and not track it with autograd).
     """
     if torch.jit.is_tracing():  # export (ONNX): no in-place updates of views
-        if initial is not None:
-            initial = initial.unsqueeze(2)
-            if reverse:
-                x = torch.cat([x[:, :, :-1], x[:, :, -1:] + initial], dim=2)
-            else:
-                x = torch.cat([x[:, :, :1] + initial, x[:, :, 1:]], dim=2)
+        x = add_initial(x, initial, reverse)
         if reverse:
             return torch.flip(torch.cumsum(torch.flip(x, [2]), 2), [2])
         return torch.cumsum(x, 2)
@@ -79,16 +80,6 @@ def chunk_cumsum(x, initial=None, reverse=False, overwrite=False):
         for c in range(1, steps):
             y[:, :, c] += y[:, :, c - 1]
     return y
-
-
-def residue(x, bits):
-    """``x mod 2**bits`` for int32 ``x`` (two's complement, so a bit mask)."""
-    return torch.bitwise_and(x, (1 << bits) - 1)
-
-
-def uniform(shape, seed_generator):
-    """Uniform ``[0, 1)`` float32 values drawn with ``seed_generator``."""
-    return keras.random.uniform(shape, seed=seed_generator)
 
 
 def loop_is_cheaper(steps, width):
@@ -108,3 +99,65 @@ def unroll(steps):
     scan's stacking and transposes).
     """
     return steps <= 16
+
+
+def _running_sum_mod(q, start, chunk, levels, bits):
+    """``(start + inclusive running sum of q along axis 1) mod 2**bits``,
+    int32, as ``kernels._running_sum_mod`` computes it (chunked running sums
+    of 2**bits-bounded values, so no int32 sum overflows), written as few
+    in-place passes over the data."""
+    mask = (1 << bits) - 1
+    batch, steps, units = q.shape
+    if levels == 0:
+        total = torch.cumsum(q, 1, dtype=torch.int32)
+        total += start.unsqueeze(1)
+        return total.bitwise_and_(mask)
+    count = -(-steps // chunk)
+    total = q.new_empty((batch, count * chunk, units))
+    if count * chunk > steps:
+        total[:, steps:] = 0
+    view = total.view(batch, count, chunk, units)
+    source = q.view(batch, count, chunk, units) if count * chunk == steps else None
+    if source is None:
+        total[:, :steps] = q
+        source = view
+    else:
+        view[:, :, 0] = source[:, :, 0]
+    for c in range(1, chunk):  # the running sum within each chunk
+        torch.add(view[:, :, c - 1], source[:, :, c], out=view[:, :, c])
+    ends = view[:, :, -1].bitwise_and(mask)
+    ends = _running_sum_mod(ends, start, chunk, levels - 1, bits)
+    before = torch.cat([start.unsqueeze(1), ends[:, :-1]], 1)
+    view += before.unsqueeze(2)
+    return total[:, :steps].bitwise_and_(mask)
+
+
+def fused_spikes(rates, dt, v0, chunk, levels, bits):
+    """``kernels.spike_train`` in eager PyTorch, for the ``direct``
+    (``levels == 0``) and ``chunked`` forms: the same fixed-point arithmetic
+    (so the same spikes, bit for bit), in about fifteen passes over the
+    data, most of them in place (a fresh full-size buffer costs page faults
+    on every call), instead of some sixty ``keras.ops`` calls with their
+    casts and temporaries.  Returns None where the generic form must run
+    (while tracing for export, under autograd, or for other dtypes)."""
+    if (
+        torch.jit.is_tracing()
+        or rates.requires_grad
+        or rates.dtype != torch.float32
+        or (torch.is_tensor(dt) and dt.requires_grad)
+    ):
+        return None
+    one = float(1 << bits)
+    mask = (1 << bits) - 1
+    x = rates * dt
+    nearest = torch.round(x)
+    rest = x.sub_(nearest).mul_(one).round_()  # x - round(x), in fixed point
+    signed = rest.to(torch.int32)
+    q = signed.bitwise_and(mask)  # two's complement: signed mod 2**bits
+    start = (v0 - torch.floor(v0)).mul_(one).round_().to(torch.int32)
+    voltage = _running_sum_mod(q, start, chunk, levels, bits)
+    # n = round(x) + [v < q] - [signed < 0]; ``signed >> 31`` is -1 where < 0
+    extra = signed.bitwise_right_shift_(31).add_(torch.lt(voltage, q))
+    spikes = nearest.add_(rest.copy_(extra)).div_(dt)
+    final = voltage[:, -1].to(torch.float32).mul_(1.0 / one)
+    return spikes, final.clamp_max_(1.0 - 2.0**-24)
