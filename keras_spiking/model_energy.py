@@ -55,6 +55,18 @@ neuron per output value; ``Lowpass`` one state per unit and ``Alpha`` two.
 ``InputLayer``, ``Flatten``, ``Reshape``, ``Dropout``, ``RepeatVector`` and
 ``TemporalAvgPool`` cost nothing.
 
+**Shapes.**  Every tensor's shape must be fully defined apart from the batch
+axis and, where ModelEnergy takes one, the time axis (``keras.Input((None,
+8))`` is fine when a ``SpikingActivation`` takes axis 1 as time, not when no
+layer does).
+
+**Shared layers.**  A layer called more than once (the same instance applied
+to several tensors, sharing its weights) costs its synaptic operations and
+neuron updates on every call: its statistics are the sums over its calls,
+each call with its own input (spikes or not) and input rate.  It still has
+one entry in ``layer_stats`` and one row in ``summary`` (marked ``xN`` for
+``N`` calls; its parameters counted once).
+
 Energies are in joules.  The device constants are published estimates (see
 ``ModelEnergy.devices``); they ignore memory, communication and static power,
 so treat the results as rough comparisons, not predictions.
@@ -67,12 +79,11 @@ import textwrap
 
 import keras
 import numpy as np
-from keras import ops
 
 from keras_spiking.filters import Alpha, Lowpass
 from keras_spiking.pooling import TemporalAvgPool
 from keras_spiking.spiking_activation import SpikingActivation
-from keras_spiking.temporal import TemporalLayer
+from keras_spiking.temporal import TemporalLayer, dt_value
 
 # How a layer treats a time axis.
 _PER_STEP = "per_step"  # acts on each position alone: carries a time axis through
@@ -222,8 +233,8 @@ class ModelEnergy:
     ----------
     model : keras.Model
         A functional or ``Sequential`` model built on ``keras.Input`` (so its
-        layers have known input and output shapes), with each layer used
-        once.
+        layers have known input and output shapes).  A layer may be called
+        more than once (shared weights): every call is counted.
     example_data : array or list of arrays, optional
         Inputs run through the model (``predict``) to measure the firing rate
         of every ``SpikingActivation``.  Without it, energy on spiking devices
@@ -232,13 +243,24 @@ class ModelEnergy:
     Attributes
     ----------
     layer_stats : dict
-        Layer name -> ``{"type", "output_shape", "params", "connections",
+        Layer name -> ``{"type", "output_shape", "params", "calls",
+        "connections", "neurons", "spiking_input", "input_rate", "input_dt",
+        "synops_per_second", "per_call"}``.  ``connections`` and ``neurons``
+        are per timestep; ``input_rate`` is the mean rate (Hz) of the spikes
+        the layer receives (None if its input is not spikes or was not
+        measured), at the timestep ``input_dt`` of the layer(s) that emitted
+        them; ``synops_per_second`` is ``connections * input_rate``.
+
+        A layer called ``calls`` > 1 times (shared weights) has one entry:
+        ``connections``, ``neurons`` and ``synops_per_second`` are sums over
+        its calls; ``params`` counts the shared weights once;
+        ``output_shape`` is that of the first call; ``spiking_input`` is True
+        if any call receives spikes, and ``input_rate`` and ``input_dt`` are
+        means over the spikes its calls receive (weighted by their neurons).
+        ``per_call`` lists each call's ``{"output_shape", "connections",
         "neurons", "spiking_input", "input_rate", "input_dt",
-        "synops_per_second"}``.  ``connections`` and ``neurons`` are per
-        timestep; ``input_rate`` is the mean rate (Hz) of the spikes the layer
-        receives (None if its input is not spikes or was not measured), at the
-        timestep ``input_dt`` of the layer(s) that emitted them;
-        ``synops_per_second`` is ``connections * input_rate``.
+        "synops_per_second"}`` in the order the calls were made (one entry
+        for a layer called once); energies are computed call by call.
 
     Examples
     --------
@@ -411,57 +433,146 @@ class ModelEnergy:
             )
         self.model = model
         self.layer_stats = {}
+        # (layer name, call index) -> [((SpikingActivation name, call index),
+        # SpikingActivation layer, neurons per step)] of a call's spike inputs.
         self._sources = {}
+        # ((SpikingActivation name, call index), output) of every such call.
+        self._spike_outputs = []
         self._analyse()
         self.rates = {}
+        self._call_rates = {}
         if example_data is not None:
             self._measure_rates(example_data)
         self._set_rates()
 
-    def _tensors(self, layer):
+    def _not_functional(self, detail):
+        return ValueError(
+            f"ModelEnergy needs a functional or Sequential model built on "
+            f"keras.Input; model '{self.model.name}' {detail}."
+        )
+
+    def _calls(self):
+        """Every call of the model's layers, each tensor made before it is used.
+
+        Returns ``(layer, call index, inputs, outputs)`` for each node of the
+        model's graph whose operation is one of its layers; the call index
+        counts the calls of that layer in this model, in the order they were
+        made.
+        """
+        layers = {}
+        for layer in self.model.layers:
+            layers.setdefault(id(layer), layer)
         try:
-            if isinstance(layer, keras.layers.InputLayer):
-                inputs = []
-            else:
-                inputs = keras.tree.flatten(layer.input)
-            outputs = keras.tree.flatten(layer.output)
+            inputs = keras.tree.flatten(self.model.inputs)
+            outputs = keras.tree.flatten(self.model.outputs)
         except (AttributeError, ValueError) as error:
-            raise ValueError(
-                f"ModelEnergy needs a functional or Sequential model built on "
-                f"keras.Input, with each layer called once; layer "
-                f"'{layer.name}' ({type(layer).__name__}) has no single input "
-                f"and output ({error})."
+            raise self._not_functional(
+                f"has no symbolic inputs and outputs ({error})"
             ) from error
-        return inputs, outputs
+
+        def parent(tensor):
+            history = getattr(tensor, "_keras_history", None)
+            if history is None:
+                return None
+            operation, node_index = history[0], history[1]
+            return operation._inbound_nodes[node_index]
+
+        input_ids = {id(t) for t in inputs}
+        order, expanded = [], set()
+        roots = [parent(t) for t in inputs if parent(t) is not None]
+        roots = [n for n in roots if n.is_input] + [parent(t) for t in outputs]
+        for root in roots:
+            if root is None:
+                raise self._not_functional("has an output made outside Keras")
+            stack = [(root, False)]
+            while stack:
+                node, finished = stack.pop()
+                if finished:
+                    order.append(node)
+                    continue
+                if id(node) in expanded:
+                    continue
+                expanded.add(id(node))
+                stack.append((node, True))
+                for tensor in reversed(node.input_tensors):
+                    if id(tensor) in input_ids:
+                        continue
+                    source = parent(tensor)
+                    if source is not None and id(source) not in expanded:
+                        stack.append((source, False))
+
+        nodes = [node for node in order if id(node.operation) in layers]
+        index = {id(node): node.operation._inbound_nodes.index(node) for node in nodes}
+        calls = {}
+        for node in sorted(nodes, key=lambda n: index[id(n)]):
+            calls.setdefault(id(node.operation), []).append(node)
+        call_index = {
+            id(node): i
+            for layer_nodes in calls.values()
+            for i, node in enumerate(layer_nodes)
+        }
+        missing = [layer.name for key, layer in layers.items() if key not in calls]
+        if missing:
+            raise self._not_functional(
+                f"has layers that are not called in its graph: {', '.join(missing)}"
+            )
+        return [
+            (
+                node.operation,
+                call_index[id(node)],
+                [] if node.is_input else list(node.input_tensors),
+                list(node.outputs),
+            )
+            for node in nodes
+        ]
+
+    @staticmethod
+    def _check_defined(layer, tensors, temporal, role):
+        """Raise if a shape is undefined apart from the batch (and time) axis."""
+        for tensor in tensors:
+            if None in _step_shape(tensor, temporal):
+                axes = (
+                    "batch and time axes (axes 0 and 1)"
+                    if temporal[id(tensor)]
+                    else "batch axis (axis 0); ModelEnergy found no time axis on it"
+                )
+                raise ValueError(
+                    f"Layer '{layer.name}' ({type(layer).__name__}) has {role} "
+                    f"shape {tuple(tensor.shape)}, undefined apart from the "
+                    f"{axes}.  ModelEnergy expects a fully defined shape apart "
+                    f"from the batch and the time axis: give keras.Input the "
+                    f"full shape of the features (an undefined time axis is "
+                    f"fine where a spiking or filter layer takes it as time)."
+                )
 
     def _analyse(self):
-        layers = list(self.model.layers)
-        tensors = {layer.name: self._tensors(layer) for layer in layers}
-        entries = {layer.name: self._entry(layer) for layer in layers}
+        calls = self._calls()
+        entries = {}
+        for layer, _, _, _ in calls:
+            if id(layer) not in entries:
+                entries[id(layer)] = self._entry(layer)
 
-        def main_inputs(layer):
-            inputs = tensors[layer.name][0]
+        def main_inputs(layer, inputs):
             # A temporal layer's extra inputs are initial states.
             return inputs[:1] if isinstance(layer, TemporalLayer) else inputs
 
         # Which tensors are consumed as having a time axis (backwards).
         demanded = set()
-        for layer in reversed(layers):
-            kind = entries[layer.name].kind
-            outputs = tensors[layer.name][1]
+        for layer, _, inputs, outputs in reversed(calls):
+            kind = entries[id(layer)].kind
             if kind in _NEEDS_TIME or (
                 kind == _PER_STEP and any(id(t) in demanded for t in outputs)
             ):
-                demanded.update(id(t) for t in main_inputs(layer))
+                demanded.update(id(t) for t in main_inputs(layer, inputs))
 
         # Which tensors have a time axis, and which carry spikes (forwards).
         temporal = {id(t): id(t) in demanded for t in self.model.inputs}
         producer = {}
-        spikes = {}  # id(tensor) -> list of SpikingActivation layers
-        for layer in layers:
-            entry = entries[layer.name]
-            inputs, outputs = tensors[layer.name]
-            data = main_inputs(layer)
+        spikes = {}  # id(tensor) -> [(source key, SpikingActivation, size)]
+        per_call = {}  # layer name -> [statistics of each call]
+        for layer, index, inputs, outputs in calls:
+            entry = entries[id(layer)]
+            data = main_inputs(layer, inputs)
             flags = [temporal.get(id(t), id(t) in demanded) for t in data]
             if isinstance(layer, keras.layers.InputLayer):
                 out_flags = [id(t) in demanded for t in outputs]
@@ -501,11 +612,17 @@ class ModelEnergy:
             for tensor, flag in zip(outputs, out_flags, strict=True):
                 temporal[id(tensor)] = flag
                 producer[id(tensor)] = layer
+            if not isinstance(layer, keras.layers.InputLayer):
+                # (An input layer's output is checked where it is used.)
+                self._check_defined(layer, inputs, temporal, "input")
+                self._check_defined(layer, outputs, temporal, "output")
 
             sources = [spikes.get(id(t)) for t in data]
             spiking_input = bool(data) and all(s is not None for s in sources)
             if isinstance(layer, SpikingActivation):
-                spikes[id(outputs[0])] = [(layer, _size(layer.feature_shape))]
+                spikes[id(outputs[0])] = [
+                    ((layer.name, index), layer, _size(layer.feature_shape))
+                ]
             elif spiking_input and self._passes_spikes(layer, entry):
                 spikes[id(outputs[0])] = [x for s in sources for x in s]
 
@@ -513,22 +630,42 @@ class ModelEnergy:
             out_shapes = [_step_shape(t, temporal) for t in outputs]
             stats = self._call_stats(layer, entry, in_shapes, out_shapes)
             output_shape = [tuple(t.shape) for t in outputs]
+            per_call.setdefault(layer.name, []).append(
+                {
+                    "output_shape": output_shape[0]
+                    if len(output_shape) == 1
+                    else output_shape,
+                    "connections": stats["connections"],
+                    "neurons": stats["neurons"],
+                    "spiking_input": spiking_input,
+                    "input_rate": None,
+                    "input_dt": None,
+                    "synops_per_second": None,
+                }
+            )
+            if spiking_input:
+                self._sources[layer.name, index] = [x for s in sources for x in s]
+            if isinstance(layer, SpikingActivation):
+                self._spike_outputs.append(((layer.name, index), outputs[0]))
+
+        # One entry per layer, in the order of ``model.layers``.
+        for layer in self.model.layers:
+            if layer.name in self.layer_stats:
+                continue
+            layer_calls = per_call[layer.name]
             self.layer_stats[layer.name] = {
                 "type": self._type_name(layer),
-                "output_shape": output_shape[0]
-                if len(output_shape) == 1
-                else output_shape,
+                "output_shape": layer_calls[0]["output_shape"],
                 "params": int(layer.count_params()),
-                "connections": stats["connections"],
-                "neurons": stats["neurons"],
-                "spiking_input": spiking_input,
+                "calls": len(layer_calls),
+                "connections": sum(c["connections"] for c in layer_calls),
+                "neurons": sum(c["neurons"] for c in layer_calls),
+                "spiking_input": any(c["spiking_input"] for c in layer_calls),
                 "input_rate": None,
                 "input_dt": None,
                 "synops_per_second": None,
+                "per_call": layer_calls,
             }
-            if spiking_input:
-                # (SpikingActivation layer, neurons per step) of each input.
-                self._sources[layer.name] = [x for s in sources for x in s]
 
     @staticmethod
     def _type_name(layer):
@@ -583,34 +720,55 @@ class ModelEnergy:
         }
 
     def _measure_rates(self, example_data):
-        layers = [
-            layer for layer in self.model.layers if isinstance(layer, SpikingActivation)
-        ]
-        if not layers:
+        if not self._spike_outputs:
             return
-        outputs = [keras.tree.flatten(layer.output)[0] for layer in layers]
+        outputs = [tensor for _, tensor in self._spike_outputs]
         probe = keras.Model(self.model.inputs, outputs)
         values = probe.predict(example_data, verbose=0)
-        if len(layers) == 1:
+        if len(outputs) == 1:
             values = [values]
-        for layer, value in zip(layers, values, strict=True):
-            self.rates[layer.name] = float(np.mean(np.abs(value)))
+        for (key, _), value in zip(self._spike_outputs, values, strict=True):
+            self._call_rates[key] = float(np.mean(np.abs(value)))
+        # A layer's rate: the mean over its calls (of the same size).
+        by_layer = {}
+        for (name, _), rate in self._call_rates.items():
+            by_layer.setdefault(name, []).append(rate)
+        self.rates = {name: float(np.mean(r)) for name, r in by_layer.items()}
 
     @staticmethod
     def _dt(layer):
-        if isinstance(layer.dt, keras.Variable):
-            return float(ops.convert_to_numpy(layer.dt.value))
-        return float(layer.dt)
+        return dt_value(layer.dt)
+
+    def _input_rate(self, sources):
+        """Timestep and rate (None if not measured) of some spike sources.
+
+        Both are means over the sources, weighted by their neurons.
+        """
+        total = sum(n for _, _, n in sources)
+        dt = sum(self._dt(layer) * n for _, layer, n in sources) / total
+        if not all(key in self._call_rates for key, _, _ in sources):
+            return dt, None
+        return dt, sum(self._call_rates[key] * n for key, _, n in sources) / total
 
     def _set_rates(self):
-        for name, sources in self._sources.items():
-            stats = self.layer_stats[name]
-            total = sum(size for _, size in sources)
-            stats["input_dt"] = sum(self._dt(src) * n for src, n in sources) / total
-            if all(layer.name in self.rates for layer, _ in sources):
-                rate = sum(self.rates[src.name] * n for src, n in sources) / total
-                stats["input_rate"] = rate
-                stats["synops_per_second"] = stats["connections"] * rate
+        for name, stats in self.layer_stats.items():
+            layer_sources, synops = [], 0.0
+            for index, call in enumerate(stats["per_call"]):
+                sources = self._sources.get((name, index))
+                if not sources:
+                    continue
+                layer_sources += sources
+                call["input_dt"], rate = self._input_rate(sources)
+                if rate is None:
+                    synops = None
+                else:
+                    call["input_rate"] = rate
+                    call["synops_per_second"] = call["connections"] * rate
+                    if synops is not None:
+                        synops += call["synops_per_second"]
+            if layer_sources:
+                stats["input_dt"], stats["input_rate"] = self._input_rate(layer_sources)
+                stats["synops_per_second"] = synops
 
     # ------------------------------------------------------------- energy --
 
@@ -667,20 +825,23 @@ class ModelEnergy:
         self._check_run(timesteps_per_inference, dt)
         name = self._layer_name(layer)
         spec = self._device(device)
-        stats = self.layer_stats[name]
-        synops = stats["connections"]
-        if spec["spiking"] and stats["spiking_input"] and synops:
-            if stats["input_rate"] is None:
-                raise ValueError(
-                    f"Layer '{name}' receives spikes, so its energy on spiking "
-                    f"device '{device}' depends on their rate: create "
-                    f"ModelEnergy with example_data to measure it."
-                )
-            synops = synops * stats["input_rate"] * (dt if dt else stats["input_dt"])
-        return timesteps_per_inference * (
-            synops * spec["energy_per_synop"]
-            + stats["neurons"] * spec["energy_per_neuron"]
-        )
+        energy = 0.0
+        # Each call of a shared layer has its own input (spikes or not).
+        for call in self.layer_stats[name]["per_call"]:
+            synops = call["connections"]
+            if spec["spiking"] and call["spiking_input"] and synops:
+                if call["input_rate"] is None:
+                    raise ValueError(
+                        f"Layer '{name}' receives spikes, so its energy on "
+                        f"spiking device '{device}' depends on their rate: "
+                        f"create ModelEnergy with example_data to measure it."
+                    )
+                synops = synops * call["input_rate"] * (dt if dt else call["input_dt"])
+            energy += (
+                synops * spec["energy_per_synop"]
+                + call["neurons"] * spec["energy_per_neuron"]
+            )
+        return timesteps_per_inference * energy
 
     def total_energy(self, device, timesteps_per_inference=1, dt=None):
         """Energy (J) of the whole model for one inference on ``device``.
@@ -732,7 +893,10 @@ class ModelEnergy:
             ``"energy_<device>"`` (J per inference) for any known device.
             Numeric columns get a total.  "-" marks a rate of an input that
             is not spikes, "n/a" a rate that was not measured (no
-            ``example_data``).
+            ``example_data``).  A layer called more than once has one row
+            with the sums over its calls, its name followed by ``xN`` for
+            ``N`` calls, and output shape "multiple" if its calls' output
+            shapes differ.
         timesteps_per_inference, dt
             As for ``total_energy``.
         line_length : int, optional
@@ -758,9 +922,11 @@ class ModelEnergy:
             row = []
             for column in columns:
                 if column == "name":
-                    row.append(f"{name} ({stats['type']})")
+                    calls = f" x{stats['calls']}" if stats["calls"] > 1 else ""
+                    row.append(f"{name} ({stats['type']}){calls}")
                 elif column == "output_shape":
-                    row.append(str(stats["output_shape"]))
+                    shapes = {str(c["output_shape"]) for c in stats["per_call"]}
+                    row.append(shapes.pop() if len(shapes) == 1 else "multiple")
                 elif column in ("params", "connections", "neurons"):
                     row.append(f"{stats[column]:,}")
                     totals[column] = totals.get(column, 0) + stats[column]

@@ -76,6 +76,9 @@ class RangedRegularizer(keras.regularizers.Regularizer):
 
     def distance(self, x):
         """``x`` minus its target (zero inside a target range)."""
+        # Keras' own regularisers accept NumPy arrays; ``x - tensor`` with an
+        # array ``x`` fails on some backends (PyTorch), so convert first.
+        x = ops.convert_to_tensor(x)
         if isinstance(self.target, tuple):
             low, high = self.target
             return x - ops.clip(x, low, high)
@@ -212,6 +215,7 @@ class Percentile(L1L2):
         self.axis = axis
 
     def __call__(self, x):
+        x = ops.convert_to_tensor(x)
         value = ops.quantile(x, self.percentile / 100.0, axis=self.axis)
         return super().__call__(ops.cast(value, x.dtype))
 

@@ -336,6 +336,126 @@ def test_layouts_that_cannot_be_counted_per_timestep():
         ModelEnergy(keras.Model(outer_in, inner(outer_in)))
 
 
+def test_undefined_axis_other_than_time_is_an_error():
+    # An undefined axis 1 that no layer takes as the time axis.
+    inp = keras.Input((None, 4))
+    out = keras.layers.Dense(3, name="dense")(inp)
+    with pytest.raises(
+        ValueError,
+        match=r"'dense' \(Dense\).*\(None, None, 4\).*fully defined shape apart "
+        r"from the batch and the time axis",
+    ):
+        ModelEnergy(keras.Model(inp, out))
+    inp = keras.Input((None, None, 1))
+    out = keras.layers.GlobalAveragePooling2D(name="gap")(inp)
+    with pytest.raises(ValueError, match=r"'gap'.*\(None, None, None, 1\)"):
+        ModelEnergy(keras.Model(inp, out))
+    # Undefined after the time axis.
+    inp = keras.Input((None, None, 4))
+    x = keras.layers.Dense(3, name="hidden")(inp)
+    out = keras_spiking.TemporalAvgPool()(x)
+    with pytest.raises(ValueError, match=r"'hidden'.*\(None, None, None, 4\)"):
+        ModelEnergy(keras.Model(inp, out))
+    # An undefined time axis is fine.
+    inp = keras.Input((None, 4))
+    x = keras.layers.Dense(3, name="hidden")(inp)
+    out = keras_spiking.SpikingActivation("relu", name="spikes")(x)
+    stats = ModelEnergy(keras.Model(inp, out)).layer_stats
+    assert stats["hidden"]["connections"] == 12
+    assert stats["spikes"]["neurons"] == 3
+
+
+def test_shared_layer_counts_every_call():
+    a, b = keras.Input((10,), name="a"), keras.Input((10,), name="b")
+    shared = keras.layers.Dense(10, activation="relu", name="shared")
+    energy = ModelEnergy(keras.Model([a, b], [shared(a), shared(b)]))
+    stats = energy.layer_stats["shared"]
+    # 100 synapses and 10 neurons per call; the weights once.
+    assert (stats["connections"], stats["neurons"], stats["params"]) == (200, 20, 110)
+    assert stats["calls"] == 2
+    assert energy.total_energy("cpu") == pytest.approx(8.6e-9 * (200 + 20))
+    assert energy.layer_energy(shared, "loihi", 3) == pytest.approx(
+        3 * (27.1e-12 * 200 + 81e-12 * 20)
+    )
+
+    # Twice in sequence.
+    inp = keras.Input((10,))
+    twice = keras.layers.Dense(10, name="twice")
+    out = keras.layers.Dense(2, name="out")(twice(twice(inp)))
+    energy = ModelEnergy(keras.Model(inp, out, name="shared"))
+    assert energy.layer_stats["twice"]["connections"] == 200
+    assert energy.layer_stats["twice"]["calls"] == 2
+    per_call = energy.layer_stats["twice"]["per_call"]
+    assert [call["connections"] for call in per_call] == [100, 100]
+    assert energy.total_energy("gpu") == pytest.approx(0.3e-9 * (200 + 20))
+
+    # The same in a Sequential model.
+    sequential = keras.Sequential([keras.Input((10,)), twice, twice])
+    assert ModelEnergy(sequential).layer_stats["twice"]["connections"] == 200
+
+    # The summary has one row for the layer, with the counts of both calls.
+    lines = []
+    energy.summary(print_fn=lines.append)
+    _, _, body, total, _, _ = table(lines[0])
+    assert [row.split()[0] for row in body] == ["input_layer", "twice", "out"]
+    assert body[1].split()[:7] == [
+        "twice",
+        "(Dense)",
+        "x2",
+        "(None,",
+        "10)",
+        "110",
+        "200",
+    ]
+    assert total.split()[:4] == ["Total", "132", "220", "0"]
+
+
+def test_shared_layers_with_and_without_spikes():
+    """Each call of a shared layer has its own input and rate."""
+    inp = keras.Input((STEPS, 8))
+    kernel = np.random.RandomState(2).uniform(0, 1, (8, 8)).astype("float32")
+    louder = keras.layers.Dense(
+        8, kernel_initializer=keras.initializers.Constant(2 * kernel), name="louder"
+    )(inp)
+    spikes = keras_spiking.SpikingActivation("relu", dt=DT, seed=0, name="spikes")
+    quiet, loud = spikes(inp), spikes(louder)
+    shared = keras.layers.Dense(4, name="shared")
+    outputs = [shared(quiet), shared(loud), shared(inp)]
+    model = keras.Model(inp, outputs)
+    data = np.random.RandomState(0).uniform(0, 20, (8, STEPS, 8)).astype("float32")
+    energy = ModelEnergy(model, data)
+    rates = [
+        float(np.mean(np.abs(y)))
+        for y in keras.Model(inp, [quiet, loud]).predict(data, verbose=0)
+    ]
+    assert 0 < rates[0] < rates[1]
+
+    stats = energy.layer_stats
+    assert (stats["spikes"]["calls"], stats["spikes"]["neurons"]) == (2, 16)
+    shared_stats = stats["shared"]
+    assert (shared_stats["calls"], shared_stats["connections"]) == (3, 96)
+    per_call = shared_stats["per_call"]
+    assert [call["spiking_input"] for call in per_call] == [True, True, False]
+    assert per_call[0]["input_rate"] == pytest.approx(rates[0], rel=1e-5)
+    assert per_call[1]["input_rate"] == pytest.approx(rates[1], rel=1e-5)
+    assert per_call[2]["input_rate"] is None
+    # The layer as a whole: some calls receive spikes, at their mean rate.
+    assert shared_stats["spiking_input"]
+    assert shared_stats["input_rate"] == pytest.approx(sum(rates) / 2, rel=1e-5)
+    assert shared_stats["synops_per_second"] == pytest.approx(32 * sum(rates), rel=1e-5)
+
+    e_s, e_n = LOIHI["energy_per_synop"], LOIHI["energy_per_neuron"]
+    # Two calls pay per input spike, the third every synapse every step.
+    expected = 32 * (rates[0] + rates[1]) * DT * e_s + 32 * e_s
+    assert energy.layer_energy("shared", "loihi") == pytest.approx(expected, rel=1e-5)
+    assert energy.total_energy("loihi", timesteps_per_inference=STEPS) == (
+        pytest.approx(STEPS * (expected + 64 * e_s + 16 * e_n), rel=1e-5)
+    )
+    assert energy.layer_energy("shared", "cpu") == pytest.approx(
+        96 * CPU["energy_per_synop"]
+    )
+
+
 def test_bad_arguments():
     energy = ModelEnergy(dense_model())
     with pytest.raises(TypeError, match="keras.Model"):

@@ -38,6 +38,41 @@ def test_l1l2_values(target):
     )
 
 
+@pytest.mark.parametrize("target", [1.0, (0.5, 2.5)])
+def test_numpy_input(target):
+    """Like Keras' own regularisers, they accept a NumPy array."""
+    d = np_distance(X, target)
+    l1, l2 = np.abs(d).sum(), (d**2).sum()
+    cases = [
+        (regularizers.L1L2(l1=0.1, l2=0.2, target=target), 0.1 * l1 + 0.2 * l2),
+        (regularizers.L1(0.3, target=target), 0.3 * l1),
+        (regularizers.L2(0.4, target=target), 0.4 * l2),
+        (
+            regularizers.RangedRegularizer(
+                target=target, regularizer=keras.regularizers.L1(0.5)
+            ),
+            0.5 * l1,
+        ),
+    ]
+    for reg, expected in cases:
+        result = reg(X.copy())
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(result), expected, rtol=1e-6, err_msg=repr(reg)
+        )
+    assert regularizers.RangedRegularizer(target=target).distance(X.copy()).shape == (
+        X.shape
+    )
+    p = np.percentile(X, 90.0, axis=0)
+    dp = np_distance(p, target)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(
+            regularizers.Percentile(target=target, l2=0.3, percentile=90.0)(X.copy())
+        ),
+        0.3 * (dp**2).sum(),
+        rtol=1e-5,
+    )
+
+
 def test_range_costs_nothing_inside_and_distance_outside():
     reg = regularizers.L1(1.0, target=(1.0, 3.0))
     assert value(reg, np.array([1.0, 2.0, 3.0], "float32")) == 0.0
