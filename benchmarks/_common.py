@@ -1,16 +1,107 @@
-"""Setup shared by the benchmark scripts: one process, a fixed number of cores."""
+"""Setup shared by the benchmark scripts (standard library only: the
+predecessor child, ``_predecessors.py``, imports it from another
+environment)."""
 
+import json
 import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+#: Default virtual environment of the predecessor packages
+#: (``make_predecessor_env.sh``).
+DEFAULT_PREDECESSORS = os.path.join(os.path.dirname(HERE), ".bench-predecessors")
+
+#: glibc malloc settings that keep freed memory in the process (no page
+#: faults for fresh large buffers).  Users do not set these: only with
+#: ``--malloc-tuning``.
+MALLOC_TUNING = {
+    "MALLOC_ARENA_MAX": "1",
+    "MALLOC_MMAP_MAX_": "0",
+    "MALLOC_TRIM_THRESHOLD_": str(1 << 40),
+}
+#: Variables that tell a framework's thread pools how many threads to start.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
-def limit_threads(threads):
-    """Pin this process to ``threads`` cores and tell every library so.
+def add_options(parser, predecessors=True):
+    """The options the benchmarks share: threads, pinning, allocator, and
+    the predecessor environment (if ``predecessors``)."""
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="threads per framework (intra-op pools; inter-op pools get one)",
+    )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="pin each measuring process to the first --threads cores "
+        "(sched_setaffinity; off by default: users do not pin)",
+    )
+    parser.add_argument(
+        "--malloc-tuning",
+        action="store_true",
+        help="tell glibc's malloc to keep freed memory ("
+        + " ".join(f"{k}={v}" for k, v in MALLOC_TUNING.items())
+        + "); off by default: users do not set these",
+    )
+    if not predecessors:
+        return
+    parser.add_argument(
+        "--predecessors",
+        metavar="DIR",
+        help="virtual environment with keras-spiking 0.3.0 and pytorch-spiking "
+        "0.1.0 (made by benchmarks/make_predecessor_env.sh DIR); default: "
+        ".bench-predecessors at the repository root, if there; 'none': skip them",
+    )
+
+
+def child_options(args):
+    """Command-line arguments passing ``add_options``' values to a child."""
+    return ["--threads", str(args.threads)] + (["--pin"] if args.pin else [])
+
+
+def child_env(args, **extra):
+    """The environment of a measuring child process."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in MALLOC_TUNING or args.malloc_tuning
+    }
+    if args.malloc_tuning:
+        env.update(MALLOC_TUNING)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env.update(extra)
+    return env
+
+
+def setup_line(args):
+    """One line describing the machine setup, for a printed header."""
+    allocator = (
+        "tuned (" + " ".join(f"{k}={v}" for k, v in MALLOC_TUNING.items()) + ")"
+        if args.malloc_tuning
+        else "glibc defaults"
+    )
+    return (
+        f"threads per framework: {args.threads}; "
+        f"pinned to cores: {'yes' if args.pin else 'no'}; "
+        f"allocator: {allocator}; "
+        f"load average: {os.getloadavg()[0]:.2f}; cores: {os.cpu_count()}"
+    )
+
+
+def limit_threads(threads, pin=False):
+    """Tell every library to use ``threads`` threads; pin the process to the
+    first ``threads`` cores only if ``pin``.
 
     Call before importing any framework: the thread pools read these
     variables when they start.
     """
-    os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:threads]))
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    if pin:
+        os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:threads]))
+    for name in THREAD_VARIABLES:
         os.environ[name] = str(threads)
     flags = f"intra_op_parallelism_threads={threads}"
     if threads == 1:
@@ -20,7 +111,7 @@ def limit_threads(threads):
 
 
 def configure_backend(backend, threads):
-    """Set the thread pools of ``backend`` (the running Keras backend)."""
+    """Set the thread pools of ``backend`` ("tensorflow" or "torch")."""
     if backend == "torch":
         import torch
 
@@ -31,3 +122,94 @@ def configure_backend(backend, threads):
 
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
+def clock(name):
+    """``time.perf_counter`` for "wall", ``time.process_time`` for "cpu"."""
+    return time.process_time if name == "cpu" else time.perf_counter
+
+
+def median_time(fn, sync, repeats, budget, timer=time.perf_counter):
+    """Median seconds of ``sync(fn())`` over ``repeats`` runs, and the number
+    of runs, after one warm-up call (two if it is quick).
+
+    Fewer runs (at least 3) where ``repeats`` would take over ``budget``
+    seconds.
+    """
+    start = time.perf_counter()
+    sync(fn())
+    first = time.perf_counter() - start
+    if first < budget / repeats:
+        sync(fn())
+    runs = repeats if first * repeats <= budget else max(3, int(budget / first))
+    times = []
+    for _ in range(min(runs, repeats)):
+        start = timer()
+        sync(fn())
+        times.append(timer() - start)
+    times.sort()
+    return times[len(times) // 2], len(times)
+
+
+def median(values):
+    """The median (upper middle) of ``values``."""
+    values = sorted(values)
+    return values[len(values) // 2]
+
+
+def epoch_median(times):
+    """Median of the epochs after the first (the first includes tracing and
+    compilation); the first alone if there is only one."""
+    return median(times[1:] or times)
+
+
+def run_rows(command, env, what):
+    """JSON rows printed by a child; its error output if it failed."""
+    out = subprocess.run(command, env=env, capture_output=True, text=True)
+    rows = [json.loads(line) for line in out.stdout.splitlines() if line[:1] == "{"]
+    if out.returncode:
+        print(f"[{what} failed, exit status {out.returncode}]", file=sys.stderr)
+        sys.stderr.write(out.stderr[-3000:])
+    return rows
+
+
+def predecessor_status(args):
+    """The predecessor environment's directory, or None with the reason."""
+    if args.predecessors == "none":
+        return None, "not measured (--predecessors none)"
+    directory = args.predecessors or DEFAULT_PREDECESSORS
+    python = os.path.join(directory, "bin", "python")
+    probe = (
+        "import importlib.util as u; "
+        "assert u.find_spec('keras_spiking') and u.find_spec('pytorch_spiking')"
+    )
+    if not (
+        os.path.exists(python)
+        and subprocess.run([python, "-I", "-c", probe], capture_output=True).returncode
+        == 0
+    ):
+        return None, (
+            f"NOT MEASURED: no predecessor environment (keras-spiking 0.3.0, "
+            f"pytorch-spiking 0.1.0) at {directory}; create it "
+            f"with `benchmarks/make_predecessor_env.sh {directory}` (a few "
+            f"minutes, about 2.5 GB on disk) and run this again"
+        )
+    return directory, f"measured with {python}"
+
+
+def predecessor_rows(args, task, frameworks, extra):
+    """Rows of ``_predecessors.py task`` for each of ``frameworks``, run with
+    the predecessor environment's python (``[]`` if there is none)."""
+    directory, _ = predecessor_status(args)
+    if directory is None:
+        return []
+    rows = []
+    for framework in frameworks:
+        env = child_env(args, TF_USE_LEGACY_KERAS="1")
+        env.pop("PYTHONPATH", None)  # this repository's keras_spiking: not here
+        env.pop("KERAS_BACKEND", None)
+        command = [os.path.join(directory, "bin", "python")]
+        command += [os.path.join(HERE, "_predecessors.py")]
+        command += [task, "--framework", framework] + child_options(args)
+        rows += run_rows(command + extra, env, f"predecessor {framework} {task}")
+    return rows

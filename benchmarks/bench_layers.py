@@ -1,104 +1,117 @@
-"""Speed, numerics and memory of the spiking kernels, per backend.
+"""Speed of the spiking layers as users run them, beside their predecessors.
 
-Times ``SpikingActivation("relu", dt=0.01)`` followed by
-``Lowpass(0.1, dt=0.01)`` on a ``(32, T, 128)`` float32 input, forward and
-forward+backward (gradients for the input, ``tau`` and the initial level), for
-T in {10, 100, 1000, 10000}, against two baselines measured in the same run:
+What is timed
+-------------
+A ``keras.Model`` on ``keras.Input((None, 128))`` made of
+``SpikingActivation("relu", dt=0.01, seed=0)`` followed by
+``Lowpass(0.1, dt=0.01)``, on a ``(32, T, 128)`` float32 input, for T in
+{10, 100, 1000, 10000} (``--steps``):
 
-* ``relu``: one ``keras.ops.relu`` over the same tensor (the memory-bound
-  floor), compiled the same way;
-* ``naive``: the same two layers' math step by step (``kernels.*_naive``, one
-  ``keras.ops.scan`` iteration per step, straight-through spike gradient).
+* forward: ``model(x, training=False)``;
+* forward+backward: the gradients of ``sum(model(x, training=True))`` for
+  the input and every trainable weight (``tau``, the initial level).
 
-Compiled as a user would: ``tf.function(jit_compile=True)`` on TensorFlow
-(the naive loop under ``tf.function`` without XLA: XLA cannot compile the
-gradient of ``keras.ops.scan``), ``jax.jit`` on JAX, eager on PyTorch (forward under
-``torch.no_grad()``).  Each cell is the median of ``--repeats`` runs after a
-warm-up (fewer for runs over ``--budget`` seconds).
+Rows (each backend in a fresh process, its thread pools set to
+``--threads`` threads, one by default):
 
-Then the numerics: spike mismatch rate of ``kernels.integrate_spikes``
-against a float64 NumPy step-by-step reference, on increments uniform in
-[-0.3, 1.7] (negative and multi-spike steps), and the lowpass's largest error
-relative to the reference's largest value; and the peak memory of one
-forward+backward at T=1000 in a fresh process (see ``_memory``: TensorFlow's
-allocator statistics, JAX's ``compiled.memory_analysis()``, PyTorch's peak
-resident set size).
+* ``tensorflow tf.function``: ``tf.function(jit_compile=False)``, TensorFlow
+  graphs without XLA: what Keras runs by default on a CPU
+  (``jit_compile="auto"`` resolves to no XLA there);
+* ``tensorflow tf.function+XLA``: ``tf.function(jit_compile=True)``;
+* ``torch eager``: eager PyTorch, the forward under ``torch.no_grad()``;
+* ``jax jax.jit``: ``jax.jit`` of ``model.stateless_call``.
 
-Timing: glibc's malloc is told to keep freed memory (``MALLOC_ARENA_MAX=1``,
-``MALLOC_MMAP_MAX_=0``, a large ``MALLOC_TRIM_THRESHOLD_``) so that a call
-does not pay page faults for fresh 16-160 MB buffers (about 1.5 ms per
-16 MB here, for every framework alike); ``--fresh-pages`` turns that off.
-``--clock cpu`` times the process's CPU time instead of wall-clock time.
+In every row, two baselines compiled the same way: ``relu``, one relu over
+the same tensor (the memory-bound floor), and ``naive``, the same model with
+every kernel in its step-by-step form (``keras_spiking.kernels.forced_form
+("naive")``: one ``keras.ops.scan`` iteration per step).  ``--form`` forces
+a form on the layers' own kernels too (the default: the form the kernels
+choose).  A variant is built, traced and timed inside its ``forced_form``
+block.  A cell that fails (the naive baseline's forward+backward under
+XLA, where ``keras.ops.scan``'s while loop has no fixed trip count) shows
+``-``, with the error in a note below the table.
+
+The predecessors, in the same run: keras-spiking 0.3.0 (tf-keras, called in
+``tf.function`` without XLA) and pytorch-spiking 0.1.0 (eager, forward under
+``torch.no_grad()``), same layers and workload, timed by ``_predecessors.py``
+in their own virtual environment (``--predecessors DIR``, by default
+``.bench-predecessors`` at the repository root; create it with
+``benchmarks/make_predecessor_env.sh``).  Per T, each row is shown beside its
+framework's predecessor with the ratio predecessor / keras_spiking (above 1:
+keras_spiking is faster); JAX beside the fastest other keras_spiking row.
+
+Each cell is the median of ``--repeats`` runs after one or two warm-up
+calls (fewer runs, at least 3, where they would take over ``--budget``
+seconds), wall-clock time (``--clock cpu``: the process's CPU time).  By
+default glibc's allocator is left as users have it and processes are not
+pinned to cores; ``--malloc-tuning`` and ``--pin`` change that (the printed
+header says which).
+
+Then the numerics (spike mismatch rate of ``kernels.integrate_spikes`` against
+a float64 NumPy step-by-step reference on increments uniform in [-0.3, 1.7],
+and the lowpass's largest error relative to the reference's largest value),
+and the peak memory of one forward+backward at T=1000 per row, in a fresh
+process (see ``_memory``).
 
 Usage::
 
-    python benchmarks/bench_layers.py                      # all backends
-    python benchmarks/bench_layers.py --backend jax --threads 2 --steps 10 1000
-    python benchmarks/bench_layers.py --backend jax --chunked --skip numerics memory
+    benchmarks/make_predecessor_env.sh               # once: the predecessors
+    python benchmarks/bench_layers.py                # everything, defaults
+    python benchmarks/bench_layers.py --steps 10 100 --repeats 2   # quick
+    python benchmarks/bench_layers.py --backend jax --form chunked \\
+        --skip numerics memory
 """
 
 import argparse
+import contextlib
 import json
 import os
-import subprocess
 import sys
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import configure_backend, limit_threads  # noqa: E402
+import _common  # noqa: E402
 
 BACKENDS = ("tensorflow", "torch", "jax")
+#: (backend, mode) rows, and how each mode compiles.
+MODES = {
+    "tensorflow": ("tf.function", "tf.function+XLA"),
+    "torch": ("eager",),
+    "jax": ("jax.jit",),
+}
+FORMS = ("loop", "unrolled", "direct", "chunked", "naive")
 BATCH, UNITS, DT, TAU = 32, 128, 0.01, 0.1
+#: The predecessor row each keras_spiking row is compared with.
+PREDECESSOR_OF = {"tensorflow": "keras-spiking", "torch": "pytorch-spiking"}
+
+
+def _model():
+    import keras
+
+    from keras_spiking import Lowpass, SpikingActivation
+
+    inputs = keras.Input((None, UNITS))
+    x = SpikingActivation("relu", dt=DT, seed=0)(inputs)
+    return keras.Model(inputs, Lowpass(TAU, dt=DT)(x))
+
+
+def _forced(form):
+    """``kernels.forced_form(form)``, or no change for ``None``."""
+    if form is None:
+        return contextlib.nullcontext()
+    from keras_spiking import kernels
+
+    return kernels.forced_form(form)
 
 
 class Runner:
-    """Compiled forward and forward+backward callables for one backend."""
+    """Forward and forward+backward callables for one backend."""
 
     def __init__(self, backend, threads):
         self.backend = backend
-        configure_backend(backend, threads)
-        import keras
-
-        self.keras = keras
-
-    # -- the stacks -------------------------------------------------------
-
-    @staticmethod
-    def stack():
-        """The two layers, in a model of their own."""
-        import keras
-
-        from keras_spiking import Lowpass, SpikingActivation
-
-        model = keras.Sequential(
-            [SpikingActivation("relu", dt=DT), Lowpass(TAU, dt=DT)]
-        )
-        model.build((BATCH, None, UNITS))
-        return model
-
-    @staticmethod
-    def naive_kernels(fn):
-        """``fn`` run with the layers' kernels swapped for the step-by-step
-        ones, so that both stacks go through the same Keras layers."""
-        from keras_spiking import kernels
-
-        fast = (kernels.integrate_spikes, kernels.lowpass)
-
-        def run(*args):
-            kernels.integrate_spikes = lambda x, v0, **_: (
-                kernels.integrate_spikes_naive(x, v0)
-            )
-            kernels.lowpass = lambda x, log_a, y0, **_: kernels.lowpass_naive(
-                x, log_a, y0
-            )
-            try:
-                return fn(*args)
-            finally:
-                kernels.integrate_spikes, kernels.lowpass = fast
-
-        return run
+        _common.configure_backend(backend, threads)
 
     def sync(self, value):
         if self.backend == "jax":
@@ -111,134 +124,88 @@ class Runner:
             tf.nest.map_structure(lambda v: v.numpy(), value)
         return value
 
-    def functions(self, x_np):
-        """``{name: (forward, forward_backward)}``, zero-argument callables.
+    def functions(self, x_np, mode, variant):
+        """``(forward, forward_backward, lowerable)`` for ``variant``
+        ("relu", or "layers" for the model) compiled as ``mode``: two
+        zero-argument callables, and on JAX ``(jitted forward_backward,
+        arguments)`` for ``_memory``.
 
-        Forward+backward: gradients of ``sum(output)`` for the input and every
-        trainable weight (``tau``, the initial level).
+        Build and call these inside the variant's ``forced_form`` block.
         """
-        x = self.keras.ops.convert_to_tensor(x_np)
-        models = {"fast": self.stack(), "naive": self.stack()}
-        wrap = {"fast": lambda fn: fn, "naive": self.naive_kernels}
+        import keras
+
+        x = keras.ops.convert_to_tensor(x_np)
+        model = None if variant == "relu" else _model()
 
         if self.backend == "tensorflow":
             import tensorflow as tf
 
-            def forward(model, jit):
-                return tf.function(lambda x: model(x, training=False), jit_compile=jit)
+            def output(x, training):
+                return tf.nn.relu(x) if model is None else model(x, training=training)
 
-            def backward(model, jit):
-                @tf.function(jit_compile=jit)
-                def step(x):
-                    with tf.GradientTape() as tape:
-                        tape.watch(x)
-                        loss = tf.reduce_sum(model(x, training=True))
-                    return tape.gradient(loss, [x] + model.trainable_variables)
-
-                return step
-
-            def relu_backward(x):
+            def backward(x):
+                weights = [] if model is None else model.trainable_variables
                 with tf.GradientTape() as tape:
                     tape.watch(x)
-                    loss = tf.reduce_sum(tf.nn.relu(x))
-                return tape.gradient(loss, x)
+                    loss = tf.reduce_sum(output(x, True))
+                return tape.gradient(loss, [x] + weights)
 
-            # no XLA for the naive loop: XLA cannot compile the gradient of
-            # keras.ops.scan (TensorArrays without a fixed size)
-            jit = {"fast": True, "naive": False}
-            functions = {
-                "relu": (
-                    tf.function(tf.nn.relu, jit_compile=True),
-                    tf.function(relu_backward, jit_compile=True),
-                )
-            }
-            for name, model in models.items():
-                functions[name] = (
-                    wrap[name](forward(model, jit[name])),
-                    wrap[name](backward(model, jit[name])),
-                )
-            return {
-                name: tuple((lambda f=f: f(x)) for f in pair)
-                for name, pair in functions.items()
-            }
+            jit = mode == "tf.function+XLA"
+            fwd = tf.function(lambda x: output(x, False), jit_compile=jit)
+            bwd = tf.function(backward, jit_compile=jit)
+            return (lambda: fwd(x)), (lambda: bwd(x)), None
 
         if self.backend == "jax":
             import jax
 
-            self.memory_fns = {}
+            if model is None:
+                fwd = jax.jit(jax.nn.relu)
+                bwd = jax.jit(jax.grad(lambda x: jax.numpy.sum(jax.nn.relu(x))))
+                return (lambda: fwd(x)), (lambda: bwd(x)), (bwd, (x,))
+            trainable = [v.value for v in model.trainable_variables]
+            fixed = [v.value for v in model.non_trainable_variables]
 
-            def loss_of(fn):
-                return lambda *a: jax.numpy.sum(fn(*a))
+            def call(train, x, training):
+                return model.stateless_call(train, fixed, x, training=training)[0]
 
-            relu_fwd = jax.jit(jax.nn.relu)
-            relu_bwd = jax.jit(jax.grad(loss_of(jax.nn.relu)))
-            result = {"relu": (lambda: relu_fwd(x), lambda: relu_bwd(x))}
-            for name, model in models.items():
-                trainable = [v.value for v in model.trainable_variables]
-                fixed = [v.value for v in model.non_trainable_variables]
-
-                def call(train, x, training, model=model, fixed=fixed):
-                    return model.stateless_call(train, fixed, x, training=training)[0]
-
-                fwd = jax.jit(wrap[name](lambda x, t, call=call: call(t, x, False)))
-                bwd = jax.jit(
-                    wrap[name](
-                        jax.grad(
-                            loss_of(lambda x, t, call=call: call(t, x, True)),
-                            argnums=(0, 1),
-                        )
-                    )
-                )
-                result[name] = (
-                    lambda f=fwd, t=trainable: f(x, t),
-                    lambda f=bwd, t=trainable: f(x, t),
-                )
-                self.memory_fns[name] = (bwd, (x, trainable))
-            return result
+            fwd = jax.jit(lambda x, t: call(t, x, False))
+            bwd = jax.jit(
+                jax.grad(lambda x, t: jax.numpy.sum(call(t, x, True)), argnums=(0, 1))
+            )
+            return (
+                (lambda: fwd(x, trainable)),
+                (lambda: bwd(x, trainable)),
+                (bwd, (x, trainable)),
+            )
 
         import torch
 
-        def relu_backward():
+        def forward():
+            with torch.no_grad():
+                return torch.relu(x) if model is None else model(x, training=False)
+
+        def backward():
+            if model is not None:
+                model.zero_grad()
             xg = x.detach().requires_grad_(True)
-            torch.relu(xg).sum().backward()
+            out = torch.relu(xg) if model is None else model(xg, training=True)
+            out.sum().backward()
             return xg.grad
 
-        def forward(model):
-            def run():
-                with torch.no_grad():
-                    return model(x, training=False)
+        return forward, backward, None
 
-            return run
 
-        def backward(model):
-            def run():
-                model.zero_grad()
-                xg = x.detach().requires_grad_(True)
-                model(xg, training=True).sum().backward()
-                return xg.grad
+def _variants(args):
+    """``{name: (variant, form)}``: what each column of a row runs."""
+    return {"relu": ("relu", None), "layers": ("layers", args.form)} | (
+        {} if args.no_naive else {"naive": ("layers", "naive")}
+    )
 
-            return run
 
-        result = {"relu": (lambda: torch.relu(x), relu_backward)}
-        for name, model in models.items():
-            result[name] = (wrap[name](forward(model)), wrap[name](backward(model)))
-        return result
-
-    def time(self, fn, repeats, budget, clock):
-        """Median seconds of ``repeats`` runs after two warm-up calls."""
-        start = time.perf_counter()
-        self.sync(fn())
-        first = time.perf_counter() - start
-        if first < budget / repeats:
-            self.sync(fn())
-        runs = repeats if first * repeats <= budget else max(3, int(budget / first))
-        times = []
-        for _ in range(min(runs, repeats)):
-            start = clock()
-            self.sync(fn())
-            times.append(clock() - start)
-        times.sort()
-        return times[len(times) // 2], len(times)
+def _error(exc):
+    """The first sentence of an exception's message, with its type."""
+    message = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {message.split('. ')[0][:200]}"
 
 
 # ---------------------------------------------------------------- child ---
@@ -248,26 +215,26 @@ def _speed(backend, args):
     import numpy as np
 
     runner = Runner(backend, args.threads)
-    if args.chunked:  # what the backend's compiled loop is measured against
-        from keras_spiking import kernels
-
-        kernels._backend.loop_is_cheaper = lambda steps, width: False
-    rows = []
+    timer = _common.clock(args.clock)
     for steps in args.steps:
         x_np = np.random.default_rng(steps).normal(50, 100, (BATCH, steps, UNITS))
-        fns = runner.functions(x_np.astype("float32"))
-        row = {"backend": backend, "steps": steps}
-        for name, (fwd, bwd) in fns.items():
-            if name == "naive" and steps > args.naive_max_steps:
-                continue
-            clock = time.process_time if args.clock == "cpu" else time.perf_counter
-            row[name] = [
-                runner.time(fwd, args.repeats, args.budget, clock)[0],
-                runner.time(bwd, args.repeats, args.budget, clock)[0],
-            ]
-        print(json.dumps(row), flush=True)
-        rows.append(row)
-    return rows
+        x_np = x_np.astype("float32")
+        for mode in MODES[backend]:
+            row = {"backend": backend, "mode": mode, "steps": steps, "errors": {}}
+            for name, (variant, form) in _variants(args).items():
+                if name == "naive" and steps > args.naive_max_steps:
+                    continue
+                row[name] = [None, None]
+                for index, direction in enumerate(("forward", "forward+backward")):
+                    try:
+                        with _forced(form):
+                            fn = runner.functions(x_np, mode, variant)[index]
+                            row[name][index] = _common.median_time(
+                                fn, runner.sync, args.repeats, args.budget, timer
+                            )[0]
+                    except Exception as exc:  # noqa: BLE001 (shown in the table)
+                        row["errors"][f"{name} {direction}"] = _error(exc)
+            print(json.dumps(row), flush=True)
 
 
 def _numerics(backend, args):
@@ -283,14 +250,15 @@ def _numerics(backend, args):
         v0 = rng.uniform(0, 1, (BATCH, UNITS)).astype("float32")
         log_a = np.full(UNITS, -DT / TAU, "float32")
         y0 = rng.normal(size=(BATCH, UNITS)).astype("float32")
-        counts, _ = kernels.integrate_spikes(
-            ops.convert_to_tensor(x), ops.convert_to_tensor(v0)
-        )
-        y = kernels.lowpass(
-            ops.convert_to_tensor(x),
-            ops.convert_to_tensor(log_a),
-            ops.convert_to_tensor(y0),
-        )
+        with _forced(args.form):
+            counts, _ = kernels.integrate_spikes(
+                ops.convert_to_tensor(x), ops.convert_to_tensor(v0)
+            )
+            y = kernels.lowpass(
+                ops.convert_to_tensor(x),
+                ops.convert_to_tensor(log_a),
+                ops.convert_to_tensor(y0),
+            )
         counts, y = ops.convert_to_numpy(counts), ops.convert_to_numpy(y)
         v, yr = v0.astype(np.float64), y0.astype(np.float64)
         a = np.exp(log_a.astype(np.float64))
@@ -320,42 +288,47 @@ def _memory(backend, args):
     """Peak memory of one forward+backward at T=1000, above the level before.
 
     TensorFlow: its allocator's own statistics (``get_memory_info``, which
-    XLA's buffers go through).  JAX: ``compiled.memory_analysis()`` (the
+    XLA's buffers go through too).  JAX: ``compiled.memory_analysis()`` (the
     temporaries plus the outputs of the compiled step).  PyTorch: the peak
     resident set size above the level before the call, sampled every 0.1 ms
     by a thread, with glibc returning every block of 64 KiB or more to the
-    OS on free (``MALLOC_MMAP_THRESHOLD_=65536``).
+    OS on free (``MALLOC_MMAP_THRESHOLD_=65536``, set by the parent for this
+    process only).
     """
     import numpy as np
 
     runner = Runner(backend, args.threads)
     steps = 1000
     x_np = np.random.default_rng(0).normal(50, 100, (BATCH, steps, UNITS))
-    fns = runner.functions(x_np.astype("float32"))
-    row = {"backend": backend, "steps": steps, "input": x_np.size * 4}
-    for name in ("relu", "fast", "naive"):
-        fn = fns[name][1]
-        for _ in range(2):
-            runner.sync(fn())
-        if backend == "tensorflow":
-            import tensorflow as tf
+    x_np = x_np.astype("float32")
+    for mode in MODES[backend]:
+        row = {"backend": backend, "mode": mode, "steps": steps}
+        row["input"], row["errors"] = x_np.size * 4, {}
+        for name, (variant, form) in _variants(args).items():
+            try:
+                with _forced(form):
+                    _, fn, lowerable = runner.functions(x_np, mode, variant)
+                    for _ in range(2):
+                        runner.sync(fn())
+                    row[name] = _peak(backend, runner, fn, lowerable)
+            except Exception as exc:  # noqa: BLE001 (reported in the table)
+                row["errors"][name] = _error(exc)
+        print(json.dumps(row), flush=True)
 
-            base = tf.config.experimental.get_memory_info("CPU:0")["current"]
-            tf.config.experimental.reset_memory_stats("CPU:0")
-            result = runner.sync(fn())
-            row[name] = tf.config.experimental.get_memory_info("CPU:0")["peak"] - base
-        elif backend == "jax":
-            if name == "relu":
-                row[name] = x_np.size * 4  # the gradient, the only buffer
-                continue
-            compiled, call_args = runner.memory_fns[name]
-            stats = compiled.lower(*call_args).compile().memory_analysis()
-            row[name] = stats.temp_size_in_bytes + stats.output_size_in_bytes
-        else:
-            row[name] = _peak_rss(lambda fn=fn: runner.sync(fn()))
-        result = None
-        del result
-    print(json.dumps(row), flush=True)
+
+def _peak(backend, runner, fn, lowerable):
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        base = tf.config.experimental.get_memory_info("CPU:0")["current"]
+        tf.config.experimental.reset_memory_stats("CPU:0")
+        runner.sync(fn())
+        return tf.config.experimental.get_memory_info("CPU:0")["peak"] - base
+    if backend == "jax":
+        compiled, call_args = lowerable
+        stats = compiled.lower(*call_args).compile().memory_analysis()
+        return stats.temp_size_in_bytes + stats.output_size_in_bytes
+    return _peak_rss(lambda: runner.sync(fn()))
 
 
 def _peak_rss(fn):
@@ -388,55 +361,128 @@ def _peak_rss(fn):
 
 
 def _run_child(backend, args, mode):
-    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
+    env = _common.child_env(args, KERAS_BACKEND=backend)
     if mode == "memory":  # every block >= 64 KiB goes back to the OS on free
         env.update(MALLOC_ARENA_MAX="1", MALLOC_MMAP_THRESHOLD_="65536")
-    elif not args.fresh_pages:  # keep freed memory: no page faults per call
-        env.update(MALLOC_ARENA_MAX="1", MALLOC_MMAP_MAX_="0")
-        env.update(MALLOC_TRIM_THRESHOLD_=str(1 << 40))
+        env.pop("MALLOC_MMAP_MAX_", None)
     command = [sys.executable, __file__, "--child", mode, "--backend", backend]
-    command += ["--clock", args.clock] + (["--chunked"] if args.chunked else [])
-    command += ["--threads", str(args.threads), "--repeats", str(args.repeats)]
-    command += ["--budget", str(args.budget)]
+    command += _common.child_options(args) + ["--clock", args.clock]
+    command += ["--form", args.form] if args.form else []
+    command += ["--no-naive"] if args.no_naive else []
+    command += ["--repeats", str(args.repeats), "--budget", str(args.budget)]
     command += ["--naive-max-steps", str(args.naive_max_steps), "--steps"]
     command += [str(s) for s in args.steps]
-    out = subprocess.run(command, env=env, capture_output=True, text=True)
-    rows = [json.loads(line) for line in out.stdout.splitlines() if line[:1] == "{"]
-    if out.returncode:
-        sys.stderr.write(out.stderr[-3000:])
-    return rows
+    return _common.run_rows(command, env, f"{backend} {mode}")
 
 
-def _ms(seconds):
-    return f"{seconds * 1e3:9.2f}"
+def _label(row):
+    if "package" in row:
+        return f"{row['package']} {row['version']} {row['mode']}"
+    return f"{row['backend']} {row['mode']}"
 
 
-def _print_speed(rows):
-    for index, label in ((0, "forward"), (1, "forward+backward")):
-        print(f"\n{label} (ms, median; ratios: fast / baseline)")
+def _ms(seconds, width=9):
+    return f"{seconds * 1e3:{width}.2f}" if seconds is not None else f"{'-':>{width}}"
+
+
+def _ratio(a, b, width=7, digits=2):
+    if a is None or b is None:
+        return f"{'-':>{width}}"
+    return f"{a / b:{width}.{digits}f}"
+
+
+def _against(row, rows, index):
+    """The row ``row`` (keras_spiking) is compared with, and its label."""
+    same_t = [r for r in rows if r["steps"] == row["steps"]]
+    if row["backend"] == "jax":
+        others = [
+            r
+            for r in same_t
+            if "package" not in r
+            and r["backend"] != "jax"
+            and r.get("layers")
+            and r["layers"][index] is not None
+        ]
+        if not others:
+            return None, "fastest other backend: -"
+        best = min(others, key=lambda r: r["layers"][index])
+        return best, "fastest other: " + _label(best)
+    for r in same_t:
+        if r.get("package") == PREDECESSOR_OF[row["backend"]]:
+            return r, _label(r)
+    return None, f"{PREDECESSOR_OF[row['backend']]}: not measured"
+
+
+def _print_speed(rows, repeats):
+    ours = [r for r in rows if "package" not in r]
+    width = max([len(_label(r)) for r in rows] + [len("keras_spiking row")]) + 1
+    errors = {}
+    for index, direction in ((0, "forward"), (1, "forward+backward")):
         print(
-            f"{'backend':<11}{'T':>6} {'relu':>9} {'fast':>9} {'naive':>9}"
-            f" {'fast/relu':>10} {'fast/naive':>11}"
+            f"\n{direction} (ms, median of up to {repeats} runs; layers/relu: "
+            "times the memory-bound floor; naive/layers: speed-up over the "
+            "step-by-step kernels)"
         )
-        for row in rows:
-            relu, fast = row["relu"][index], row["fast"][index]
-            naive = row["naive"][index] if "naive" in row else None
+        print(
+            f"{'row':<{width}}{'T':>6} {'relu':>9} {'layers':>9} {'naive':>9}"
+            f" {'layers/relu':>12} {'naive/layers':>13}"
+        )
+        for row in sorted(rows, key=lambda r: r["steps"]):
+            cells = {
+                name: row[name][index] if row.get(name) else None
+                for name in ("relu", "layers", "naive")
+            }
+            for name, message in row.get("errors", {}).items():
+                errors.setdefault((_label(row), name, message), set()).add(row["steps"])
             print(
-                f"{row['backend']:<11}{row['steps']:>6} {_ms(relu)} {_ms(fast)} "
-                + (_ms(naive) if naive else f"{'-':>9}")
-                + f" {fast / relu:>10.2f} "
-                + (f"{fast / naive:>11.3f}" if naive else f"{'-':>11}")
+                f"{_label(row):<{width}}{row['steps']:>6} {_ms(cells['relu'])} "
+                f"{_ms(cells['layers'])} {_ms(cells['naive'])} "
+                f"{_ratio(cells['layers'], cells['relu'], 12)} "
+                f"{_ratio(cells['naive'], cells['layers'], 13)}"
             )
+
+        print(
+            f"\n{direction}, against the predecessors (ms; ratio = theirs / "
+            "keras_spiking: above 1, keras_spiking is faster)"
+        )
+        against = [_against(r, rows, index) for r in ours]
+        other_width = max([len(label) for _, label in against] + [8]) + 1
+        print(
+            f"{'T':>6}  {'keras_spiking row':<{width}}{'ms':>9}  "
+            f"{'against':<{other_width}}{'ms':>9} {'ratio':>7}"
+        )
+        for row, (other, label) in sorted(
+            zip(ours, against, strict=True), key=lambda p: p[0]["steps"]
+        ):
+            mine = row["layers"][index] if row.get("layers") else None
+            theirs = other["layers"][index] if other and other.get("layers") else None
+            print(
+                f"{row['steps']:>6}  {_label(row):<{width}}{_ms(mine)}  "
+                f"{label:<{other_width}}{_ms(theirs)} {_ratio(theirs, mine)}"
+            )
+    for (label, name, message), steps in errors.items():
+        steps = ", ".join(str(t) for t in sorted(steps))
+        print(f"note: {label}, {name}, T = {steps}: failed: {message}")
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("Usage::")[1],
+    )
     parser.add_argument("--backend", choices=BACKENDS + ("all",), default="all")
-    parser.add_argument("--threads", type=int, default=1)
+    _common.add_options(parser)
     parser.add_argument("--steps", type=int, nargs="+", default=[10, 100, 1000, 10000])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument(
         "--budget", type=float, default=20.0, help="seconds per cell, roughly"
+    )
+    parser.add_argument(
+        "--form",
+        choices=FORMS,
+        help="force this kernel form on the layers (kernels.forced_form); "
+        "default: the form the kernels choose",
     )
     parser.add_argument(
         "--naive-max-steps",
@@ -445,10 +491,7 @@ def main():
         help="skip the naive baseline above this many steps",
     )
     parser.add_argument(
-        "--chunked",
-        action="store_true",
-        help="time the chunked kernels where the backend would take a "
-        "compiled loop (JAX on CPU): what that choice is measured against",
+        "--no-naive", action="store_true", help="skip the naive baseline"
     )
     parser.add_argument(
         "--clock",
@@ -458,32 +501,35 @@ def main():
         "shared machine)",
     )
     parser.add_argument(
-        "--fresh-pages",
-        action="store_true",
-        help="leave glibc's malloc as it is (large buffers are then mapped "
-        "afresh, page faults included, on many calls)",
-    )
-    parser.add_argument(
         "--skip", nargs="*", default=[], choices=["speed", "numerics", "memory"]
     )
-    parser.add_argument("--child", choices=["speed", "numerics", "memory"])
+    parser.add_argument(
+        "--child", choices=["speed", "numerics", "memory"], help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
 
     if args.child:
-        limit_threads(args.threads)
+        _common.limit_threads(args.threads, args.pin)
         {"speed": _speed, "numerics": _numerics, "memory": _memory}[args.child](
             args.backend, args
         )
         return
 
     backends = BACKENDS if args.backend == "all" else (args.backend,)
-    print(
-        f"load average at start: {os.getloadavg()}; threads: {args.threads}; "
-        f"clock: {args.clock}"
-    )
+    print(_common.setup_line(args))
+    naive = "off" if args.no_naive else 'kernels.forced_form("naive")'
+    form = args.form or "as the kernels choose"
+    print(f"clock: {args.clock}; kernel form: {form}; naive baseline: {naive}")
+    print(f"predecessors: {_common.predecessor_status(args)[1]}")
     if "speed" not in args.skip:
         rows = [r for b in backends for r in _run_child(b, args, "speed")]
-        _print_speed(rows)
+        frameworks = [f for f in ("tensorflow", "torch") if f in backends]
+        extra = ["--clock", args.clock, "--repeats", str(args.repeats)]
+        extra += ["--budget", str(args.budget), "--steps"]
+        extra += [str(s) for s in args.steps]
+        rows += _common.predecessor_rows(args, "layers", frameworks, extra)
+        if rows:
+            _print_speed(rows, args.repeats)
     if "numerics" not in args.skip:
         print("\nnumerics vs float64 step-by-step (increments in [-0.3, 1.7))")
         print(
@@ -502,14 +548,24 @@ def main():
             "before the call (input: 16.4 MB)"
         )
         print(
-            f"{'backend':<11} {'relu':>8} {'fast':>8} {'naive':>8} {'fast/input':>11}"
+            f"{'row':<27} {'relu':>8} {'layers':>8} {'naive':>8} {'layers/input':>13}"
         )
         for b in backends:
             for r in _run_child(b, args, "memory"):
-                print(
-                    f"{r['backend']:<11} {r['relu'] / 1e6:8.1f} {r['fast'] / 1e6:8.1f} "
-                    f"{r['naive'] / 1e6:8.1f} {r['fast'] / r['input']:11.1f}"
+                mb = {
+                    name: (f"{r[name] / 1e6:8.1f}" if name in r else f"{'-':>8}")
+                    for name in ("relu", "layers", "naive")
+                }
+                share = (
+                    f"{r['layers'] / r['input']:13.1f}"
+                    if "layers" in r
+                    else f"{'-':>13}"
                 )
+                print(
+                    f"{_label(r):<27} {mb['relu']} {mb['layers']} {mb['naive']} {share}"
+                )
+                for name, message in r["errors"].items():
+                    print(f"note: {_label(r)}, {name}: failed: {message}")
     print(f"load average at end: {os.getloadavg()}")
 
 

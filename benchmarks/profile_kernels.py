@@ -1,34 +1,46 @@
 """Where the time of the spiking kernels goes, per backend.
 
 The profile behind the README's account of the speed targets that are
-missed.  For ``SpikingActivation("relu", dt=0.01)`` followed by
-``Lowpass(0.1, dt=0.01)`` on a ``(32, T, 128)`` float32 input (T = 1000 by
-default), one thread, compiled as ``bench_layers.py`` compiles it (XLA on
-TensorFlow, ``jax.jit`` on JAX, eager PyTorch):
+missed.  For the model of ``bench_layers.py`` (``SpikingActivation("relu",
+dt=0.01, seed=0)`` followed by ``Lowpass(0.1, dt=0.01)`` in a ``keras.Model``
+on ``keras.Input((None, 128))``) on a ``(32, T, 128)`` float32 input
+(T = 1000 by default), each backend in a fresh process with ``--threads``
+threads (one by default), compiled as users run it by default:
+``tf.function`` without XLA on TensorFlow (Keras' default on a CPU;
+``--xla``: ``jit_compile=True``), ``jax.jit`` on JAX, eager PyTorch (forward
+under ``torch.no_grad()``).  The kernels take the form they choose
+themselves.
 
-* **stages** (ms, median of ``--repeats``): ``relu`` (the memory-bound
-  floor); the spike kernel (``kernels.integrate_spikes`` of ``relu(x) * dt``);
-  the lowpass kernel, forward and forward+backward; the two layers as a
+* **stages** (ms, median of ``--repeats`` after a dozen warm-up calls):
+  ``relu`` (the memory-bound floor); the spike kernel
+  (``kernels.integrate_spikes`` of ``relu(x) * dt``) and the lowpass kernel
+  (``kernels.lowpass``), each also in its step-by-step form
+  (``kernels.*_naive``); the lowpass forward+backward; the two layers as a
   model, forward and forward+backward; each also as a multiple of ``relu``;
-* **TensorFlow and JAX**: the optimised XLA program of the model's forward
-  pass: its top-level instructions that write a full-size ``(32, T, 128)``
-  tensor (each is at least one pass over memory, about one ``relu``), by
-  kind, and its while loops (one iteration per step or chunk);
+* **JAX, and TensorFlow with** ``--xla``: the optimised XLA program of the
+  model's forward pass: its top-level instructions that write a full-size
+  ``(32, T, 128)`` tensor (each is at least one pass over memory, about one
+  ``relu``), by kind, and its while loops (one iteration per step or chunk);
 * **PyTorch**: the operators that take the most time in one forward and one
-  forward+backward of the model (``torch.profiler``), with their call counts;
-* **fixed costs per call** (microseconds): the seeded initial voltages as a
-  hash in the graph and as a NumPy constant; on TensorFlow the unseeded
-  draw with ``keras.random.uniform`` and with ``backend.uniform`` under XLA;
-  on PyTorch a ``keras.ops`` call against the torch call, and the operator
-  calls of each kernel stage.
+  forward+backward of the model (``torch.profiler``), with their call
+  counts;
+* **fixed costs per call** (microseconds): the seeded initial voltages
+  (``keras_spiking.seeded_uniform``) as a hash in the graph and as a NumPy
+  constant; on TensorFlow the unseeded draw with ``keras.random.uniform`` and
+  with ``backend.uniform``; on PyTorch a ``keras.ops`` call against the
+  torch call, and the operator calls of each kernel stage.
 
-The spike and lowpass kernels are also timed in their step-by-step forms
-(``kernels.*_naive``).
+By default glibc's allocator is left as users have it and processes are not
+pinned to cores; ``--malloc-tuning`` (keep freed memory:
+``MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0`` and a large
+``MALLOC_TRIM_THRESHOLD_``) and ``--pin`` change that (the printed header
+says which).
 
 Usage::
 
     python benchmarks/profile_kernels.py                  # every backend
     python benchmarks/profile_kernels.py --backend jax --steps 100
+    python benchmarks/profile_kernels.py --backend tensorflow --xla
 """
 
 import argparse
@@ -41,33 +53,34 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import configure_backend, limit_threads  # noqa: E402
+import _common  # noqa: E402
 
 BACKENDS = ("tensorflow", "torch", "jax")
 BATCH, UNITS, DT, TAU = 32, 128, 0.01, 0.1
 
 
 def _model():
+    """The workload of ``bench_layers.py``."""
     import keras
 
     from keras_spiking import Lowpass, SpikingActivation
 
-    model = keras.Sequential([SpikingActivation("relu", dt=DT), Lowpass(TAU, dt=DT)])
-    model.build((BATCH, None, UNITS))
-    return model
+    inputs = keras.Input((None, UNITS))
+    x = SpikingActivation("relu", dt=DT, seed=0)(inputs)
+    return keras.Model(inputs, Lowpass(TAU, dt=DT)(x))
 
 
-def _forward_compiler(backend):
+def _forward_compiler(backend, xla):
     """``(compile, sync)``: how a forward function is compiled on ``backend``
-    (XLA on TensorFlow, ``jax.jit``, eager without autograd on PyTorch), and
-    how its result is waited for."""
+    (``tf.function``, with XLA if ``xla``, on TensorFlow; ``jax.jit``; eager
+    without autograd on PyTorch), and how its result is waited for."""
     if backend == "tensorflow":
         import tensorflow as tf
 
         def sync(value):
             return tf.nest.map_structure(lambda v: v.numpy(), value)
 
-        return (lambda fn: tf.function(fn, jit_compile=True)), sync
+        return (lambda fn: tf.function(fn, jit_compile=xla)), sync
     if backend == "jax":
         import jax
 
@@ -84,7 +97,7 @@ def _forward_compiler(backend):
     return no_grad, lambda value: value
 
 
-def _stages(backend, x_np):
+def _stages(backend, x_np, xla):
     """``{name: zero-argument callable}`` (results synchronised), and the
     model's forward function for ``_xla_passes``."""
     import numpy as np
@@ -108,7 +121,7 @@ def _stages(backend, x_np):
     def spikes_naive(x, v0):
         return kernels.integrate_spikes_naive(ops.relu(x) * DT, v0)[0]
 
-    jit, sync = _forward_compiler(backend)
+    jit, sync = _forward_compiler(backend, xla)
     x, v0, log_a = tensors
     kernel_calls = {
         "spikes": (jit(spikes), (x, v0)),
@@ -140,7 +153,11 @@ def _stages(backend, x_np):
             "model": (forward, (x,)),
             "model fwd+bwd": (jit(model_grad), (x,)),
         }
-        hlo = forward.experimental_get_compiler_ir(x)(stage="optimized_hlo")
+        hlo = (
+            forward.experimental_get_compiler_ir(x)(stage="optimized_hlo")
+            if xla
+            else None
+        )
     elif backend == "jax":
         import jax
 
@@ -224,23 +241,21 @@ def _per_call_us(fn, calls=300):
     return (time.perf_counter() - start) / calls * 1e6
 
 
-def _overheads(backend, stages):
+def _overheads(backend, stages, xla):
     """Fixed per-call costs behind the short-sequence results (microseconds),
     and on PyTorch the operator calls of each kernel stage."""
     import keras
     from keras import ops
 
     from keras_spiking import backend as shim
-    from keras_spiking import kernels
+    from keras_spiking.seeded_uniform import _seeded_uniform, seeded_uniform
 
-    jit, sync = _forward_compiler(backend)
+    jit, sync = _forward_compiler(backend, xla)
     costs = {
         "seeded voltages, hash in the graph": jit(
-            lambda: kernels._seeded_uniform(BATCH, UNITS, 0, ops)
+            lambda: _seeded_uniform(BATCH, UNITS, 0, ops)
         ),
-        "seeded voltages, NumPy constant": jit(
-            lambda: kernels.seeded_uniform(BATCH, UNITS, 0)
-        ),
+        "seeded voltages, NumPy constant": jit(lambda: seeded_uniform(BATCH, UNITS, 0)),
     }
     if backend == "tensorflow":
         generator = keras.random.SeedGenerator(0)
@@ -308,12 +323,15 @@ def _xla_passes(hlo, full_size):
 def _child(backend, args):
     import numpy as np
 
-    configure_backend(backend, args.threads)
+    _common.configure_backend(backend, args.threads)
     x_np = np.random.default_rng(0).normal(50, 100, (BATCH, args.steps, UNITS))
-    stages, hlo = _stages(backend, x_np.astype("float32"))
+    stages, hlo = _stages(backend, x_np.astype("float32"), args.xla)
     times = {name: _median_ms(fn, args.repeats) for name, fn in stages.items()}
     relu = times["relu"]
-    print(f"\n== {backend}, T = {args.steps}: stages (ms, median; x relu)")
+    mode = {"torch": "eager", "jax": "jax.jit"}.get(
+        backend, "tf.function+XLA" if args.xla else "tf.function"
+    )
+    print(f"\n== {backend} {mode}, T = {args.steps}: stages (ms, median; x relu)")
     for name, ms in times.items():
         print(f"  {name:<22} {ms:9.3f} {ms / relu:8.1f}")
     if hlo is not None:
@@ -324,7 +342,7 @@ def _child(backend, args):
         )
         for kind, count in kinds.most_common():
             print(f"    {count:3d} x {kind}")
-    _overheads(backend, stages)
+    _overheads(backend, stages, args.xla)
     if backend == "torch":
         import torch.profiler
 
@@ -348,27 +366,36 @@ def _child(backend, args):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("Usage::")[1],
+    )
     parser.add_argument("--backend", choices=BACKENDS + ("all",), default="all")
-    parser.add_argument("--threads", type=int, default=1)
+    _common.add_options(parser, predecessors=False)
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--top", type=int, default=8, help="PyTorch operators shown")
+    parser.add_argument(
+        "--xla",
+        action="store_true",
+        help="TensorFlow: tf.function(jit_compile=True), and the optimised XLA "
+        "program's passes (default: tf.function without XLA, Keras' default "
+        "on a CPU)",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        limit_threads(args.threads)
+        _common.limit_threads(args.threads, args.pin)
         _child(os.environ["KERAS_BACKEND"], args)
         return
-    print(f"load average at start: {os.getloadavg()}; threads: {args.threads}")
+    print(_common.setup_line(args))
     for backend in BACKENDS if args.backend == "all" else (args.backend,):
-        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
-        # keep freed memory, as bench_layers.py: no page faults per call
-        env.update(MALLOC_ARENA_MAX="1", MALLOC_MMAP_MAX_="0")
-        env.update(MALLOC_TRIM_THRESHOLD_=str(1 << 40))
+        env = _common.child_env(args, KERAS_BACKEND=backend)
         command = [sys.executable, __file__, "--child", "--backend", backend]
-        command += ["--threads", str(args.threads), "--steps", str(args.steps)]
+        command += _common.child_options(args) + ["--steps", str(args.steps)]
         command += ["--repeats", str(args.repeats), "--top", str(args.top)]
+        command += ["--xla"] if args.xla else []
         out = subprocess.run(command, env=env, capture_output=True, text=True)
         sys.stdout.write(out.stdout)
         if out.returncode:
