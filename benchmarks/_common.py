@@ -2,6 +2,7 @@
 predecessor child, ``_predecessors.py``, imports it from another
 environment)."""
 
+import argparse
 import json
 import os
 import subprocess
@@ -23,6 +24,21 @@ MALLOC_TUNING = {
 }
 #: Variables that tell a framework's thread pools how many threads to start.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+BACKENDS = ("tensorflow", "torch", "jax")
+
+
+def make_parser(doc):
+    """An argument parser whose help is the script's docstring ``doc``
+    (first paragraph, then its ``Usage::`` part), with ``--backend``."""
+    parser = argparse.ArgumentParser(
+        description=doc.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=doc.split("Usage::")[1],
+    )
+    parser.add_argument("--backend", choices=BACKENDS + ("all",), default="all")
+    return parser
 
 
 def add_options(parser, predecessors=True):

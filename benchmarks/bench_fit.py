@@ -73,7 +73,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _common  # noqa: E402
 
-BACKENDS = ("tensorflow", "torch", "jax")
+BACKENDS = _common.BACKENDS
 #: (backend, jit_compile) rows run by default, and their labels.  jax without
 #: jit is not how anyone trains (op by op); torch.compile (a long first epoch)
 #: runs only when asked for: --backend torch --jit true.
@@ -208,12 +208,7 @@ def _cell(value, width=8):
 
 
 def main():
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("Usage::")[1],
-    )
-    parser.add_argument("--backend", choices=BACKENDS + ("all",), default="all")
+    parser = _common.make_parser(__doc__)
     parser.add_argument(
         "--jit",
         choices=["auto", "true", "false"],

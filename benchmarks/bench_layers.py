@@ -74,7 +74,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _common  # noqa: E402
 
-BACKENDS = ("tensorflow", "torch", "jax")
+BACKENDS = _common.BACKENDS
 #: (backend, mode) rows, and how each mode compiles.
 MODES = {
     "tensorflow": ("tf.function", "tf.function+XLA"),
@@ -466,12 +466,7 @@ def _print_speed(rows, repeats):
 
 
 def main():
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("Usage::")[1],
-    )
-    parser.add_argument("--backend", choices=BACKENDS + ("all",), default="all")
+    parser = _common.make_parser(__doc__)
     _common.add_options(parser)
     parser.add_argument("--steps", type=int, nargs="+", default=[10, 100, 1000, 10000])
     parser.add_argument("--repeats", type=int, default=7)

@@ -55,7 +55,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _common  # noqa: E402
 
-BACKENDS = ("tensorflow", "torch", "jax")
+BACKENDS = _common.BACKENDS
 BATCH, UNITS, DT, TAU = 32, 128, 0.01, 0.1
 
 
@@ -366,12 +366,7 @@ def _child(backend, args):
 
 
 def main():
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("Usage::")[1],
-    )
-    parser.add_argument("--backend", choices=BACKENDS + ("all",), default="all")
+    parser = _common.make_parser(__doc__)
     _common.add_options(parser, predecessors=False)
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=7)

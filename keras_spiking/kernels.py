@@ -212,7 +212,9 @@ def choose_plan(kind, x):
       running sum costs less than a loop: measured at T = 10 everywhere);
     * filters up to ``FILTER_LOOP_MAX`` steps: a loop, ``"unrolled"`` where
       ``backend.unroll`` says so;
-    * where ``backend.loop_is_cheaper`` (JAX on CPU, wide layers): ``"loop"``;
+    * where ``backend.loop_is_cheaper`` (JAX on CPU, wide layers; filters
+      on PyTorch, whose loop is a fused native one): ``"loop"`` (or
+      ``"unrolled"`` where ``backend.unroll``);
     * otherwise ``"chunked"``, with levels for the length (``None``:
       ``DYNAMIC_LEVELS``).
     """
@@ -233,7 +235,7 @@ def choose_plan(kind, x):
             return Plan("unrolled" if _backend.unroll(steps) else "loop")
         batch, units = _static(x.shape[0]), _static(x.shape[2])
         width = None if batch is None or units is None else batch * units
-        if _backend.loop_is_cheaper(steps, width):
+        if _backend.loop_is_cheaper(kind, steps, width):
             return Plan("unrolled" if _backend.unroll(steps) else "loop")
     levels = _levels_for(_static(steps), CHUNK, top)
     return Plan("chunked", levels) if levels else Plan("direct")
@@ -614,6 +616,10 @@ def lowpass(x, log_a, y0, plan=None):
     plan = _check_plan(plan, "filter", x)
     if plan.form == "naive":
         return lowpass_naive(x, log_a, y0)
+    if _backend.fused_lowpass is not None and plan.form in ("loop", "unrolled"):
+        fused = _backend.fused_lowpass(x, log_a, y0)
+        if fused is not None:
+            return fused
     return _lowpass_kernel(plan)(x, log_a, y0)
 
 

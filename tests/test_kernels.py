@@ -191,7 +191,7 @@ def test_bad_plans():
         ("spikes", 10, {"direct"}),
         ("spikes", 1000, {"chunked", "loop"}),
         ("filter", 10, {"unrolled", "loop"}),
-        ("filter", 1000, {"chunked", "loop"}),
+        ("filter", 1000, {"chunked", "loop", "unrolled"}),
     ],
 )
 def test_choose_plan_and_forced_form(kind, steps, forms):

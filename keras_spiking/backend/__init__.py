@@ -16,14 +16,17 @@ looks at ``keras.backend.backend()``.  Each module provides these names:
   ``direct``/``chunked`` form of ``kernels.spike_train`` written natively
   for eager execution; None where the backend has none (and the function
   returns None where it does not apply).
+* ``fused_lowpass(x, log_a, y0)``: the ``loop``/``unrolled`` form of
+  ``kernels.lowpass``, natively, with its gradient; None as above.
 * ``chunk_cumsum(x, initial=None, reverse=False, overwrite=False)``: running
   sum along axis 2 of a rank-4 tensor of short chunks, each started from
   ``initial``.
 * ``scan(step, init, xs, reverse=False)``: ``keras.ops.scan`` (over axis
   0), in a form that ``compiled`` compiles.
 * ``residue(x, bits)``: ``x mod 2**bits`` for int32 tensors.
-* ``loop_is_cheaper(steps, width)``: whether a compiled loop over time beats
-  the chunked kernels for this backend and device (a speed hint).
+* ``loop_is_cheaper(kind, steps, width)``: whether a loop over time beats
+  the chunked kernels for this kind of kernel (``"spikes"`` or
+  ``"filter"``), backend and device (a speed hint).
 * ``unroll(steps)``: whether a loop over a static number of steps is
   unrolled (a speed hint).
 * ``uniform(shape, seed_generator)``: ``keras.random.uniform`` in ``[0, 1)``,
@@ -45,6 +48,7 @@ _module = importlib.import_module(f"keras_spiking.backend._{_BACKEND}")
 chunk_cumsum = _module.chunk_cumsum
 compiled = _module.compiled
 custom_vjp = _module.custom_vjp
+fused_lowpass = _module.fused_lowpass
 fused_spikes = _module.fused_spikes
 loop_is_cheaper = _module.loop_is_cheaper
 residue = _module.residue

@@ -49,7 +49,7 @@ def custom_vjp(forward, backward):
 
 
 #: No eager fused kernels: XLA fuses the kernels under ``jax.jit``.
-fused_spikes = None
+fused_spikes = fused_lowpass = None
 
 
 def chunk_cumsum(x, initial=None, reverse=False, overwrite=False):
@@ -64,7 +64,7 @@ def chunk_cumsum(x, initial=None, reverse=False, overwrite=False):
     return jax.lax.cumsum(x, axis=2, reverse=reverse)
 
 
-def loop_is_cheaper(steps, width):
+def loop_is_cheaper(kind, steps, width):
     """Whether a compiled loop over ``steps`` beats the chunked kernels.
 
     On CPU, ``lax.scan`` costs a few microseconds per iteration, so once a
@@ -73,7 +73,7 @@ def loop_is_cheaper(steps, width):
     (benchmarks/bench_layers.py, (32, T, 128), T up to 10,000).  On
     accelerators a loop over time leaves the device idle: chunked kernels.
     """
-    del steps
+    del kind, steps
     return width is not None and width >= 2048 and jax.devices()[0].platform == "cpu"
 
 

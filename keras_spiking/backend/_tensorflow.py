@@ -93,7 +93,7 @@ def custom_vjp(forward, backward):
 
 
 #: No eager fused kernels: every kernel runs under XLA (``compiled``).
-fused_spikes = None
+fused_spikes = fused_lowpass = None
 
 
 def scan(step, init, xs, reverse=False):
@@ -142,13 +142,13 @@ def uniform(shape, seed_generator):
     return tf.random.stateless_uniform(shape, seed=seed, alg="philox")
 
 
-def loop_is_cheaper(steps, width):
+def loop_is_cheaper(kind, steps, width):
     """Whether a compiled loop over ``steps`` beats the chunked kernels.
 
     Measured on CPU (benchmarks/bench_layers.py): never for more than a
     handful of steps (an XLA while loop costs about 1 ms per call here).
     """
-    del steps, width
+    del kind, steps, width
     return False
 
 

@@ -82,23 +82,24 @@ def chunk_cumsum(x, initial=None, reverse=False, overwrite=False):
     return y
 
 
-def loop_is_cheaper(steps, width):
+def loop_is_cheaper(kind, steps, width):
     """Whether a loop over ``steps`` beats the chunked kernels.
 
-    Never beyond a handful of steps: an eager loop pays the Python and
-    dispatch cost of several operations per step, and autograd records each.
+    For filters, always: ``fused_lowpass`` is a native loop of one
+    ``addcmul`` per step, cheaper than the chunked kernels' dozens of
+    full-size operations (benchmarks/bench_layers.py).  For spikes, never:
+    ``fused_spikes`` is vectorised, and a loop would pay several operations
+    per step.
     """
     del steps, width
-    return False
+    return kind == "filter"
 
 
 def unroll(steps):
-    """Whether a loop over ``steps`` (static) steps is unrolled.
-
-    Up to 16 steps (eager: the same operations either way, without the
-    scan's stacking and transposes).
-    """
-    return steps <= 16
+    """Whether a loop over ``steps`` (static) steps is unrolled: always
+    (eager: a Python loop is the loop)."""
+    del steps
+    return True
 
 
 def _running_sum_mod(q, start, chunk, levels, bits):
@@ -161,3 +162,42 @@ def fused_spikes(rates, dt, v0, chunk, levels, bits):
     spikes = nearest.add_(rest.copy_(extra)).div_(dt)
     final = voltage[:, -1].to(torch.float32).mul_(1.0 / one)
     return spikes, final.clamp_max_(1.0 - 2.0**-24)
+
+
+class _Lowpass(torch.autograd.Function):
+    """``y_t = a y_{t-1} + (1 - a) x_t``, one ``addcmul`` per step, written
+    into the output in place; the backward pass is the adjoint recurrence
+    backwards in time (as ``kernels.lowpass``'s hand-written gradient)."""
+
+    @staticmethod
+    def forward(ctx, x, log_a, y0):
+        a = torch.exp(log_a)
+        u = x * -torch.expm1(log_a)
+        y = torch.empty_like(x)
+        previous = y0
+        for t in range(x.shape[1]):
+            previous = torch.addcmul(u[:, t], previous, a, out=y[:, t])
+        ctx.save_for_backward(x, log_a, y0, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, upstream):
+        x, log_a, y0, y = ctx.saved_tensors
+        a = torch.exp(log_a)
+        lam = torch.empty_like(upstream)
+        following = torch.zeros_like(y0)
+        for t in range(upstream.shape[1] - 1, -1, -1):  # lam_t = g_t + a lam_{t+1}
+            following = torch.addcmul(upstream[:, t], following, a, out=lam[:, t])
+        # d y_t / d log_a (holding y_{t-1}) = a (y_{t-1} - x_t)
+        change = torch.cat([y0.unsqueeze(1), y[:, :-1]], 1).sub_(x).mul_(lam)
+        grad_log_a = change.sum((0, 1)).mul_(a)
+        grad_y0 = lam[:, 0] * a
+        return lam.mul_(-torch.expm1(log_a)), grad_log_a, grad_y0
+
+
+def fused_lowpass(x, log_a, y0):
+    """``kernels.lowpass`` as a native eager loop (``_Lowpass``); None where
+    the generic form must run (while tracing for export, other dtypes)."""
+    if torch.jit.is_tracing() or x.dtype != torch.float32:
+        return None
+    return _Lowpass.apply(x, log_a, y0)
