@@ -437,7 +437,9 @@ def spike_train(rates, dt, v0, plan=None):
     plan = _check_plan(plan, "spikes", rates)
     if _backend.fused_spikes is not None and plan.form in ("direct", "chunked"):
         levels = plan.levels if plan.form == "chunked" else 0
-        fused = _backend.fused_spikes(rates, dt, v0, plan.chunk, levels, FRACTION_BITS)
+        fused = _backend.fused_spikes(
+            rates, dt, v0, plan.chunk, levels, FRACTION_BITS, SPIKE_DIRECT_MAX
+        )
         if fused is not None:
             return fused
     counts, voltage = integrate_spikes(rates * dt, v0, plan=plan)

@@ -86,6 +86,30 @@ def test_spikes_exact_for_dyadic_values():
     np.testing.assert_array_equal(voltage, ref_v)
 
 
+def test_spike_train_wide_and_long_is_exact():
+    """``spike_train`` (what the layer calls) on a (32, 1100, 128) input:
+    wide and long enough for the eager kernels to work in blocks of steps,
+    carrying the voltage from block to block.  Dyadic rates: the spikes of
+    height 1/dt and the final voltage equal the reference exactly."""
+    rng = np.random.default_rng(16)
+    dt = 0.25
+    rates = (rng.integers(-300, 900, (32, 1100, 128)) / 64).astype("float32")
+    v0 = (rng.integers(0, 256, (32, 128)) / 256).astype("float32")
+    spikes, voltage = run_jit(lambda r, v: kernels.spike_train(r, dt, v), rates, v0)
+    ref, ref_v = references.spikes(rates, dt, v0)
+    np.testing.assert_array_equal(spikes, ref)
+    np.testing.assert_array_equal(voltage, ref_v)
+
+
+def test_lowpass_wide_and_long():
+    rng = np.random.default_rng(17)
+    x = rng.normal(0, 1, (32, 1100, 128)).astype("float32")
+    log_a = -np.geomspace(1e-3, 3, 128).astype("float32")
+    y0 = rng.normal(0, 1, (32, 128)).astype("float32")
+    y = run_jit(kernels.lowpass, x, log_a, y0)
+    assert_filter_close(y, references.lowpass_log_a(x, log_a, y0))
+
+
 def test_spikes_thresholds_and_edges():
     """Rates exactly 0, exactly 1/step, just below and above whole numbers."""
     x = np.array(

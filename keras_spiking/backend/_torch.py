@@ -133,14 +133,44 @@ def _running_sum_mod(q, start, chunk, levels, bits):
     return total[:, :steps].bitwise_and_(mask)
 
 
-def fused_spikes(rates, dt, v0, chunk, levels, bits):
+#: Values per block of the eager kernels (16 MB of float32): glibc reuses
+#: freed buffers up to about this size, but maps larger ones afresh on every
+#: call, and their page faults cost more than the arithmetic (a relu of a
+#: (32, 10000, 128) tensor took 90 ms, of (32, 1000, 128) 1 ms).
+_BLOCK_VALUES = 1 << 22
+
+
+def _blocks(steps, width):
+    """``(begin, end)`` of the blocks of steps that the eager kernels take
+    at a time (``width`` values per step)."""
+    size = max(1, _BLOCK_VALUES // max(1, width))
+    return [(begin, min(steps, begin + size)) for begin in range(0, steps, size)]
+
+
+def _spike_block(rates, dt, start, chunk, levels, bits):
+    """Spikes and final fixed-point voltage of one block (see fused_spikes)."""
+    one = float(1 << bits)
+    x = rates * dt
+    nearest = torch.round(x)
+    rest = x.sub_(nearest).mul_(one).round_()  # x - round(x), in fixed point
+    signed = rest.to(torch.int32)
+    q = signed.bitwise_and((1 << bits) - 1)  # two's complement: mod 2**bits
+    voltage = _running_sum_mod(q, start, chunk, levels, bits)
+    # n = round(x) + [v < q] - [signed < 0]; ``signed >> 31`` is -1 where < 0
+    extra = signed.bitwise_right_shift_(31).add_(torch.lt(voltage, q))
+    return nearest.add_(rest.copy_(extra)).div_(dt), voltage[:, -1]
+
+
+def fused_spikes(rates, dt, v0, chunk, levels, bits, direct_max):
     """``kernels.spike_train`` in eager PyTorch, for the ``direct``
     (``levels == 0``) and ``chunked`` forms: the same fixed-point arithmetic
     (so the same spikes, bit for bit), in about fifteen passes over the
-    data, most of them in place (a fresh full-size buffer costs page faults
-    on every call), instead of some sixty ``keras.ops`` calls with their
-    casts and temporaries.  Returns None where the generic form must run
-    (while tracing for export, under autograd, or for other dtypes)."""
+    data, most of them in place, instead of some sixty ``keras.ops`` calls
+    with their casts and temporaries.  Long sequences go in blocks of steps
+    (``_blocks``), the fixed-point voltage carried exactly from block to
+    block, each block chunked as ``kernels.choose_plan`` would (top level at
+    most ``direct_max`` steps).  Returns None where the generic form must
+    run (while tracing for export, under autograd, or for other dtypes)."""
     if (
         torch.jit.is_tracing()
         or rates.requires_grad
@@ -149,18 +179,20 @@ def fused_spikes(rates, dt, v0, chunk, levels, bits):
     ):
         return None
     one = float(1 << bits)
-    mask = (1 << bits) - 1
-    x = rates * dt
-    nearest = torch.round(x)
-    rest = x.sub_(nearest).mul_(one).round_()  # x - round(x), in fixed point
-    signed = rest.to(torch.int32)
-    q = signed.bitwise_and(mask)  # two's complement: signed mod 2**bits
     start = (v0 - torch.floor(v0)).mul_(one).round_().to(torch.int32)
-    voltage = _running_sum_mod(q, start, chunk, levels, bits)
-    # n = round(x) + [v < q] - [signed < 0]; ``signed >> 31`` is -1 where < 0
-    extra = signed.bitwise_right_shift_(31).add_(torch.lt(voltage, q))
-    spikes = nearest.add_(rest.copy_(extra)).div_(dt)
-    final = voltage[:, -1].to(torch.float32).mul_(1.0 / one)
+    blocks = _blocks(rates.shape[1], rates.shape[0] * rates.shape[2])
+    if len(blocks) == 1:
+        spikes, start = _spike_block(rates, dt, start, chunk, levels, bits)
+    else:
+        spikes = torch.empty_like(rates)
+        for begin, end in blocks:
+            steps, block_levels = end - begin, 0
+            while steps > direct_max:
+                steps, block_levels = -(-steps // chunk), block_levels + 1
+            spikes[:, begin:end], start = _spike_block(
+                rates[:, begin:end], dt, start, chunk, block_levels, bits
+            )
+    final = start.to(torch.float32).mul_(1.0 / one)
     return spikes, final.clamp_max_(1.0 - 2.0**-24)
 
 
@@ -171,12 +203,13 @@ class _Lowpass(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, log_a, y0):
-        a = torch.exp(log_a)
-        u = x * -torch.expm1(log_a)
+        a, b = torch.exp(log_a), -torch.expm1(log_a)
         y = torch.empty_like(x)
         previous = y0
-        for t in range(x.shape[1]):
-            previous = torch.addcmul(u[:, t], previous, a, out=y[:, t])
+        for begin, end in _blocks(x.shape[1], x.shape[0] * x.shape[2]):
+            u = x[:, begin:end] * b  # a block at a time: see _blocks
+            for t in range(end - begin):
+                previous = torch.addcmul(u[:, t], previous, a, out=y[:, begin + t])
         ctx.save_for_backward(x, log_a, y0, y)
         return y
 
