@@ -24,13 +24,16 @@ the increment.  Worked example, ``v_0 = 0.5``, ``x = (0.3, 0.9, -0.2, 2.4)``:
 ``[r < 0] = (0, 1, 1, 0)``, so ``n = (0, 1, 0, 2)``: the step-by-step
 ``floor`` gives the same (0.8 -> 0; 1.7 -> 1; 0.5 -> 0; 2.9 -> 2).
 
-``q`` and ``v`` are held in fixed point, as int32 multiples of ``2**-27``
+``q`` and ``v`` are held in fixed point, as int32 multiples of ``2**-24``
 (``FRACTION_BITS``), so the running sums are integer sums: exact, in any
 order, on every backend.  The only rounding is of each ``r_t`` to the grid
-(below ``2**-28`` per step; none for increments that are multiples of
-``2**-27``, such as the integer rates the tests use).  This is what lets the
+(at most ``2**-25`` per step; none for increments that are multiples of
+``2**-24``, such as the integer rates the tests use).  This is what lets the
 sums run in chunks or in parallel without drifting: whichever form runs, the
-spikes are the same.
+spikes are the same.  24 bits, because a voltage ``k * 2**-24`` in ``[0, 1)``
+is exactly a float32: the voltage a call returns (a stateful layer's state)
+starts the next call exactly where it ended, so a stream fed in pieces gives
+the spikes of the whole sequence, bit for bit.
 
 Filters: linear recurrences
 ---------------------------
@@ -74,11 +77,11 @@ identical in every form but ``"naive"``; filters agree to float32 rounding.
 Limits, and why
 ---------------
 ``CHUNK = 8`` steps: a spike chunk sums up to ``chunk`` values below
-``2**27`` plus a start below ``2**27``, so ``chunk <= 15`` keeps int32 sums
-below ``2**31`` (``SPIKE_DIRECT_MAX = 15`` for the same reason); a filter
-chunk rescales by up to ``exp(17 * (chunk - 1) / 2)``, so ``chunk <= 11``
-keeps it within float32 range.  8 is the power of two below both (the
-fastest measured).
+``2**24`` plus a start below ``2**24``, so ``chunk <= 127`` keeps int32 sums
+below ``2**31`` (``SPIKE_DIRECT_MAX = 15`` direct steps are far inside
+that); a filter chunk rescales by up to ``exp(17 * (chunk - 1) / 2)``, so
+``chunk <= 11`` keeps it within float32 range.  8 is the largest power of
+two below both (and the fastest measured).
 
 Exporter constraints the kernels respect (each one is a workaround; keep
 them): no ``expm1`` (``_one_minus_exp``: not in every ONNX exporter); zeros
@@ -106,9 +109,9 @@ CHUNK = 8
 #: (``CHUNK ** DYNAMIC_LEVELS`` steps per element of the top level).
 DYNAMIC_LEVELS = 5
 #: Fixed-point voltage: int32 multiples of ``2**-FRACTION_BITS``.
-FRACTION_BITS = 27
+FRACTION_BITS = 24
 _ONE = 1 << FRACTION_BITS
-#: Longest ``"direct"`` spike sum (int32 sums of 16 values below ``2**27``).
+#: Longest ``"direct"`` spike sum (measured: a loop or chunks cost more below).
 SPIKE_DIRECT_MAX = 15
 #: Longest top level of chunked filters (a dense decay matrix).
 _FILTER_TOP = 16
@@ -325,12 +328,12 @@ def _from_chunks(y, steps, static_steps, front=False):
 
 
 def _running_sum_mod(q, start, chunk, levels):
-    """``(start + inclusive running sum of q along axis 1) mod 2**27``.
+    """``(start + inclusive running sum of q along axis 1) mod 2**24``.
 
-    ``q`` is int32 in ``[0, 2**27)``, ``(b, t, n)``; ``start`` int32 in
-    ``[0, 2**27)``, ``(b, n)``.  Per level: chunk totals (a reduction), the
+    ``q`` is int32 in ``[0, 2**24)``, ``(b, t, n)``; ``start`` int32 in
+    ``[0, 2**24)``, ``(b, n)``.  Per level: chunk totals (a reduction), the
     running sum of those one level up gives each chunk's starting value, and
-    one running sum per chunk started from it.  Sums stay below ``9 * 2**27``.
+    one running sum per chunk started from it.  Sums stay below ``9 * 2**24``.
     """
     if levels == 0:
         total = ops.cumsum(q, axis=1) + ops.expand_dims(start, 1)
@@ -449,10 +452,10 @@ def spike_train(rates, dt, v0, plan=None):
 def _quantise(x):
     """``x = k + r`` exactly, with ``k = round(x)`` and ``|r| <= 1/2``
     (Sterbenz); returns ``k``, ``r`` in fixed point (``signed``, int32) and
-    ``q = signed mod 2**27``."""
+    ``q = signed mod 2**24``."""
     nearest = ops.round(x)
     signed = ops.cast(ops.round((x - nearest) * float(_ONE)), "int32")
-    # (+ 2**27 so that the argument is >= 0: tf2onnx turns TensorFlow's
+    # (+ 2**24 so that the argument is >= 0: tf2onnx turns TensorFlow's
     # FloorMod of a negative int into a truncated remainder)
     return nearest, signed, _backend.residue(signed + _ONE, FRACTION_BITS)
 
