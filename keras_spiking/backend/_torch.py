@@ -92,7 +92,9 @@ def loop_is_cheaper(kind, steps, width):
     per step.
     """
     del steps, width
-    return kind == "filter"
+    # not while tracing for export: the native loop does not apply there,
+    # and an unrolled graph of every step would be huge
+    return kind == "filter" and not torch.jit.is_tracing()
 
 
 def unroll(steps):
