@@ -56,10 +56,13 @@ and returns a ``Plan``:
 
 * ``"direct"``: spikes, one running sum over the whole sequence (up to
   ``SPIKE_DIRECT_MAX`` steps); filters, a dense ``(T, T)`` decay matrix.
+  On PyTorch, ``direct`` and ``chunked`` spikes run as the native
+  ``backend.fused_spikes``, with the same arithmetic.
 * ``"unrolled"``: a Python loop over a static number of steps, one set of
-  operations per step (filters up to ``FILTER_LOOP_MAX`` steps on TensorFlow
-  and PyTorch).
-* ``"loop"``: ``keras.ops.scan``, everything per step inside it (symbolic
+  operations per step (filters up to ``FILTER_LOOP_MAX`` steps on
+  TensorFlow; filters at any length on PyTorch, where it runs as the native
+  loop ``backend.fused_lowpass``).
+* ``"loop"``: ``backend.scan``, everything per step inside it (symbolic
   lengths, as in JAX export; JAX on CPU for wide layers; filters up to
   ``FILTER_LOOP_MAX`` steps on JAX).
 * ``"chunked"``: time cut into chunks of ``chunk`` steps; each chunk is
@@ -91,7 +94,10 @@ such shapes at the example's); symbolic lengths take the loop (jax2onnx
 cannot pad and reshape a symbolic axis into chunks); ``residue`` of a
 non-negative argument on TensorFlow (tf2onnx turns ``FloorMod`` of a
 negative int into a truncated remainder); no integer division in the
-seeded voltages (``keras_spiking.seeded_uniform``).
+seeded voltages (``keras_spiking.seeded_uniform``); on TensorFlow,
+``backend.compiled`` marks operations with ``jit_scope`` rather than calling
+a nested XLA function (tf2onnx cannot convert the call); the PyTorch fused
+kernels step aside while tracing.  ``docs/design.md`` lists them all.
 """
 
 import contextlib
