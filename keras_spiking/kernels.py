@@ -447,7 +447,13 @@ def spike_train(rates, dt, v0, plan=None):
     if _backend.fused_spikes is not None and plan.form in ("direct", "chunked"):
         levels = plan.levels if plan.form == "chunked" else 0
         fused = _backend.fused_spikes(
-            rates, dt, v0, plan.chunk, levels, FRACTION_BITS, SPIKE_DIRECT_MAX
+            rates,
+            dt,
+            v0,
+            plan.chunk,
+            levels,
+            FRACTION_BITS,
+            functools.partial(_levels_for, chunk=plan.chunk, top=SPIKE_DIRECT_MAX),
         )
         if fused is not None:
             return fused

@@ -12,7 +12,7 @@ looks at ``keras.backend.backend()``.  Each module provides these names:
 * ``compiled(function)``: ``function`` (of tensors) as the backend runs
   kernels fastest whatever the caller's mode: XLA on TensorFlow, as is
   elsewhere.
-* ``fused_spikes(rates, dt, v0, chunk, levels, bits, direct_max)``: the
+* ``fused_spikes(rates, dt, v0, chunk, levels, bits, levels_for)``: the
   ``direct``/``chunked`` form of ``kernels.spike_train`` written natively
   for eager execution; None where the backend has none (and the function
   returns None where it does not apply).

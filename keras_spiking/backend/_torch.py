@@ -163,15 +163,15 @@ def _spike_block(rates, dt, start, chunk, levels, bits):
     return nearest.add_(rest.copy_(extra)).div_(dt), voltage[:, -1]
 
 
-def fused_spikes(rates, dt, v0, chunk, levels, bits, direct_max):
+def fused_spikes(rates, dt, v0, chunk, levels, bits, levels_for):
     """``kernels.spike_train`` in eager PyTorch, for the ``direct``
     (``levels == 0``) and ``chunked`` forms: the same fixed-point arithmetic
     (so the same spikes, bit for bit), in about fifteen passes over the
     data, most of them in place, instead of some sixty ``keras.ops`` calls
     with their casts and temporaries.  Long sequences go in blocks of steps
     (``_blocks``), the fixed-point voltage carried exactly from block to
-    block, each block chunked as ``kernels.choose_plan`` would (top level at
-    most ``direct_max`` steps).  Returns None where the generic form must
+    block, each block with ``levels_for(steps)`` levels (the kernels' own
+    rule, ``kernels._levels_for``).  Returns None where the generic form must
     run (while tracing for export, under autograd, or for other dtypes)."""
     if (
         torch.jit.is_tracing()
@@ -188,11 +188,8 @@ def fused_spikes(rates, dt, v0, chunk, levels, bits, direct_max):
     else:
         spikes = torch.empty_like(rates)
         for begin, end in blocks:
-            steps, block_levels = end - begin, 0
-            while steps > direct_max:
-                steps, block_levels = -(-steps // chunk), block_levels + 1
             spikes[:, begin:end], start = _spike_block(
-                rates[:, begin:end], dt, start, chunk, block_levels, bits
+                rates[:, begin:end], dt, start, chunk, levels_for(end - begin), bits
             )
     final = start.to(torch.float32).mul_(1.0 / one)
     return spikes, final.clamp_max_(1.0 - 2.0**-24)
