@@ -137,8 +137,9 @@ def _running_sum_mod(q, start, chunk, levels, bits):
 
 #: Values per block of the eager kernels (16 MB of float32): glibc reuses
 #: freed buffers up to about this size, but maps larger ones afresh on every
-#: call, and their page faults cost more than the arithmetic (a relu of a
-#: (32, 10000, 128) tensor took 90 ms, of (32, 1000, 128) 1 ms).
+#: call, and their page faults cost more than the arithmetic (the relu
+#: baseline of ``benchmarks/bench_layers.py``: 82 ms at (32, 10000, 128),
+#: about 1 ms at (32, 1000, 128)).
 _BLOCK_VALUES = 1 << 22
 
 
