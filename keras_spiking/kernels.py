@@ -466,7 +466,13 @@ def _quantise(x):
     (Sterbenz); returns ``k``, ``r`` in fixed point (``signed``, int32) and
     ``q = signed mod 2**24``."""
     nearest = ops.round(x)
-    signed = ops.cast(ops.round((x - nearest) * float(_ONE)), "int32")
+    # a non-finite increment (nan; inf - inf = nan) adds nothing to the
+    # voltage: its step counts ``round(x)`` (nan or inf), later steps are as
+    # if it were 0 (``docs/numerics.md``); not left to the cast of a nan to
+    # int32, which differs between compilers
+    rest = x - nearest
+    rest = ops.where(ops.abs(rest) <= 0.5, rest, 0.0)
+    signed = ops.cast(ops.round(rest * float(_ONE)), "int32")
     # (+ 2**24 so that the argument is >= 0: tf2onnx turns TensorFlow's
     # FloorMod of a negative int into a truncated remainder)
     return nearest, signed, _backend.residue(signed + _ONE, FRACTION_BITS)
@@ -492,6 +498,189 @@ def integrate_spikes_naive(x, v0):
     return ops.transpose(counts, (1, 0, 2)), v
 
 
+# ------------------------------------------------------ integrate-and-fire ---
+
+
+def _running_sum(d, chunk, levels):
+    """Inclusive running sum of int32 ``d`` along axis 1 (``(b, t, n)``),
+    exact while the sums stay within int32; chunked as ``_running_sum_mod``."""
+    if levels == 0:
+        return ops.cumsum(d, axis=1)
+    steps, static_steps = ops.shape(d)[1], _static(d.shape[1])
+    chunks = _to_chunks(d, chunk)
+    ends = _running_sum(ops.sum(chunks, axis=2), chunk, levels - 1)
+    before = ops.concatenate([ops.zeros_like(ends[:, :1]), ends[:, :-1]], axis=1)
+    total = _backend.chunk_cumsum(chunks, initial=before)
+    return _from_chunks(total, steps, static_steps)
+
+
+def _dense_running_max(f):
+    """Inclusive running maximum along axis 1 over a ``(t, t)`` mask:
+    ``max_{s <= c} f_s`` as the maximum over ``s`` of ``f_s`` where
+    ``s <= c``, else ``f_c`` (no sentinel value needed)."""
+    index = ops.arange(0, ops.shape(f)[1])
+    earlier = ops.expand_dims(index, 1) >= ops.expand_dims(index, 0)  # c >= s
+    candidates = ops.where(
+        earlier[None, :, :, None], ops.expand_dims(f, 1), ops.expand_dims(f, 2)
+    )
+    return ops.max(candidates, axis=2)
+
+
+def _running_max(f, chunk, levels):
+    """Inclusive running maximum of ``f`` along axis 1 (``(b, t, n)``).
+
+    Chunked as the running sums: the running maximum inside each chunk
+    (``backend.chunk_cummax``), the running maximum of the chunks' maxima one
+    level up, and each chunk's values raised to the maximum of the chunks
+    before it.  Exact (maxima never round)."""
+    if levels == 0:
+        return _dense_running_max(f)
+    steps, static_steps = ops.shape(f)[1], _static(f.shape[1])
+    within = _backend.chunk_cummax(_to_chunks(f, chunk))  # padded after: harmless
+    tops = _running_max(within[:, :, -1], chunk, levels - 1)
+    # the first chunk is raised to its own first value: a no-op
+    entering = ops.concatenate([within[:, :1, 0], tops[:, :-1]], axis=1)
+    y = ops.maximum(within, ops.expand_dims(entering, 2))
+    return _from_chunks(y, steps, static_steps)
+
+
+@functools.cache
+def _fire_kernel(plan):
+    """The integer part of ``integrate_fire`` for one plan (see there)."""
+
+    def fire(counts, level0):
+        d = ops.cast(counts, "int32")
+        level0 = ops.cast(level0, "int32")
+        if plan.form in ("loop", "unrolled"):
+
+            def step(level, d_t):
+                level = level + d_t
+                n = ops.maximum(level, 0)
+                return level - n, n
+
+            last, fired = _loop(step, level0, d, plan.form == "unrolled")
+        else:
+            levels = plan.levels if plan.form == "chunked" else 0
+            whole = _running_sum(d, plan.chunk, levels)  # F_t
+            peak = _running_max(whole, plan.chunk, levels)  # max_{s <= t} F_s
+            total = ops.maximum(peak + ops.expand_dims(level0, 1), 0)  # N_t
+            before = ops.concatenate(
+                [ops.zeros_like(total[:, :1]), total[:, :-1]], axis=1
+            )
+            fired = total - before
+            last = level0 + whole[:, -1] - total[:, -1]
+        return ops.cast(fired, "float32"), ops.cast(last, "float32")
+
+    return _backend.compiled(fire)
+
+
+def integrate_fire(x, v0, plan=None):
+    """Integrate-and-fire on the unrectified input, with subtractive reset,
+    exactly.
+
+    Computes, for every step ``t``, ``v'_t = v_{t-1} + x_t``,
+    ``n_t = max(floor(v'_t), 0)``, ``v_t = v'_t - n_t``: the voltage
+    integrates negative increments too, and spikes (several per step if
+    need be) only while it is at least 1.  The voltage is held as a fraction
+    in ``[0, 1)`` plus an integer ``level <= 0`` (``v = fraction + level``).
+
+    How, exactly and without a loop over time: with ``S_t = v_{-1} +
+    sum_{s <= t} x_s``, ``integrate_spikes`` of the increments from the
+    fraction gives the signed counts ``D_t = floor(S_t) - floor(S_{t-1})``
+    (exact, fixed point) and the final fraction ``S_T mod 1``; the total
+    number of spikes up to ``t`` is
+
+        N_t = max(0, max_{s <= t} floor(S_s)) = max(0, level + max_{s <= t} F_s)
+
+    with ``F_t = sum_{s <= t} D_s`` (since ``N_t = N_{t-1} +
+    max(floor(S_t) - N_{t-1}, 0) = max(N_{t-1}, floor(S_t))``), so
+    ``n_t = N_t - N_{t-1}`` and the final level is ``level + F_T - N_T``:
+    an int32 running sum and a running maximum, both exact in any grouping,
+    chunked as the other spike kernels.  Both state tensors are exact
+    float32 values (the level while ``|level| < 2**24``), so a stream fed in
+    pieces gives the whole sequence's spikes bit for bit.
+
+    Parameters
+    ----------
+    x : tensor, ``(batch, time, units)``
+        Voltage increments ``input * dt``; any sign.
+    v0 : pair of tensors, ``(batch, units)``
+        ``(fraction, level)`` before the first step: the fraction is taken
+        modulo 1 (its integer part added to the level); the level is an
+        integer (rounded).
+    plan : Plan, optional
+        The form to run; by default ``choose_plan("spikes", x)``.
+
+    Returns
+    -------
+    counts : tensor, ``(batch, time, units)``
+        ``n_t``, the spikes per step (whole, non-negative), float32.
+    state : pair of tensors, ``(batch, units)``
+        ``(fraction, level)`` after the last step.
+    """
+    return if_spike_train(x, 1.0, v0, plan=plan)
+
+
+def if_spike_train(rates, dt, v0, plan=None):
+    """Spikes of height ``1 / dt`` of integrate-and-fire neurons driven by
+    ``rates`` (``integrate_fire(rates * dt, v0)``, counts divided by ``dt``):
+    what ``SpikingActivation(..., neuron="if")`` outputs.
+
+    Parameters
+    ----------
+    rates : tensor, ``(batch, time, units)``
+        Input, any sign.
+    dt : float or scalar tensor
+        Time step in seconds.
+    v0 : pair of tensors, ``(batch, units)``
+        ``(fraction, level)``, as for ``integrate_fire``.
+    plan : Plan, optional
+        As for ``integrate_spikes``.
+
+    Returns
+    -------
+    spikes : tensor, ``(batch, time, units)``
+        ``n_t / dt``.
+    state : pair of tensors, ``(batch, units)``
+        ``(fraction, level)`` after the last step.
+    """
+    rates = ops.convert_to_tensor(rates)
+    fraction, level = (ops.convert_to_tensor(v, "float32") for v in v0)
+    plan = _check_plan(plan, "spikes", rates)
+    if plan.form == "naive":
+        counts, state = integrate_fire_naive(rates * dt, (fraction, level))
+        return counts / dt, state
+    whole = ops.floor(fraction)
+    level = ops.round(level) + whole
+    # (in the loop forms this is a second loop, on the integer level: one
+    # loop carrying both states, stacked, measured 3 times slower on JAX)
+    # signed counts D_t from the fraction (dt = 1: counts, not heights)
+    counts, fraction = spike_train(rates * dt, 1.0, fraction - whole, plan=plan)
+    fused = None
+    if _backend.fused_fire is not None and plan.form in ("direct", "chunked"):
+        fused = _backend.fused_fire(counts, level)
+    fired, level = fused if fused is not None else _fire_kernel(plan)(counts, level)
+    return fired / dt, (fraction, level)
+
+
+def integrate_fire_naive(x, v0):
+    """Step-by-step float32 form of ``integrate_fire`` (benchmarks' baseline;
+    not exact)."""
+    x = ops.convert_to_tensor(x)
+    v0 = ops.convert_to_tensor(v0[0], "float32") + ops.convert_to_tensor(
+        v0[1], "float32"
+    )
+
+    def step(v, x_t):
+        v = v + x_t
+        n = ops.maximum(ops.floor(v), 0.0)
+        return v - n, n
+
+    v, counts = ops.scan(step, v0, ops.transpose(x, (1, 0, 2)))
+    level = ops.minimum(ops.floor(v), 0.0)
+    return ops.transpose(counts, (1, 0, 2)), (v - level, level)
+
+
 # ---------------------------------------------------------------- filters ---
 
 
@@ -507,7 +696,18 @@ def _dense_scan(u, log_a, y0, reverse):
     mask = ops.cast(lag >= 0, "float32")
     lag = ops.maximum(lag, 0.0)
     decay = ops.exp(lag[None] * log_a[:, None, None]) * mask[None]  # (n, c, s)
-    y = ops.einsum("ncs,bsn->bcn", decay, u)
+    # a non-finite input must not reach earlier steps through the matrix's
+    # zeros (0 * nan = nan, 0 * inf = nan): the finite part goes through the
+    # matrix, the non-finite values (zero elsewhere) are carried forward
+    # (backward, reverse) by a running sum, which adds without multiplying,
+    # so they stay in their own unit, from their own step on
+    # (``docs/numerics.md``); ``abs(u) <= max`` is false for nan and inf
+    finite = ops.abs(u) <= 3.4028234663852886e38
+    y = ops.einsum("ncs,bsn->bcn", decay, ops.where(finite, u, 0.0))
+    carried = _backend.chunk_cumsum(
+        ops.expand_dims(ops.where(finite, 0.0, u), 1), reverse=reverse
+    )
+    y = y + carried[:, 0]
     # the initial value enters with a**(t+1) (forward) or a**(T-t) (reverse)
     power = (ops.cast(steps, "float32") - index) if reverse else (index + 1.0)
     return y + ops.exp(ops.expand_dims(power, 1) * log_a)[None] * ops.expand_dims(y0, 1)

@@ -16,14 +16,21 @@ looks at ``keras.backend.backend()``.  Each module provides these names:
   ``direct``/``chunked`` form of ``kernels.spike_train`` written natively
   for eager execution; None where the backend has none (and the function
   returns None where it does not apply).
+* ``fused_fire(counts, level0)``: the integer part of
+  ``kernels.integrate_fire`` (running sum and maximum of the signed counts)
+  written natively for eager execution; None as above.
 * ``fused_lowpass(x, log_a, y0)``: the ``loop``/``unrolled`` form of
   ``kernels.lowpass``, natively, with its gradient; None as above.
 * ``chunk_cumsum(x, initial=None, reverse=False, overwrite=False)``: running
   sum along axis 2 of a rank-4 tensor of short chunks, each started from
   ``initial``.
+* ``chunk_cummax(x)``: running maximum along axis 2 of a rank-4 tensor of
+  short chunks (static length).
 * ``scan(step, init, xs, reverse=False)``: ``keras.ops.scan`` (over axis
   0), in a form that ``compiled`` compiles.
 * ``residue(x, bits)``: ``x mod 2**bits`` for int32 tensors.
+* ``replica_batch_offset(batch_size)``: index in the global batch of the
+  first example this replica sees (``tf.distribute``; 0 elsewhere).
 * ``loop_is_cheaper(kind, steps, width)``: whether a loop over time beats
   the chunked kernels for this kind of kernel (``"spikes"`` or
   ``"filter"``), backend and device (a speed hint).
@@ -45,12 +52,15 @@ if _BACKEND not in ("tensorflow", "torch", "jax"):  # pragma: no cover
     )
 _module = importlib.import_module(f"keras_spiking.backend._{_BACKEND}")
 
+chunk_cummax = _module.chunk_cummax
 chunk_cumsum = _module.chunk_cumsum
 compiled = _module.compiled
 custom_vjp = _module.custom_vjp
+fused_fire = _module.fused_fire
 fused_lowpass = _module.fused_lowpass
 fused_spikes = _module.fused_spikes
 loop_is_cheaper = _module.loop_is_cheaper
+replica_batch_offset = _module.replica_batch_offset
 residue = _module.residue
 scan = _module.scan
 straight_through = _module.straight_through

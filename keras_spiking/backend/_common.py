@@ -15,6 +15,19 @@ def add_initial(x, initial, reverse=False):
     return ops.concatenate([x[:, :, :1] + initial, x[:, :, 1:]], axis=2)
 
 
+def chunk_cummax(x):
+    """Running maximum along axis 2 of a rank-4 tensor of short chunks
+    (static length), in ``ceil(log2(length))`` passes of
+    ``max(x_c, x_{c - k})``, ``k = 1, 2, 4, ...``."""
+    steps, shift = x.shape[2], 1
+    while shift < steps:
+        x = ops.concatenate(
+            [x[:, :, :shift], ops.maximum(x[:, :, shift:], x[:, :, :-shift])], axis=2
+        )
+        shift *= 2
+    return x
+
+
 def residue(x, bits):
     """``x mod 2**bits`` for int32 ``x`` (two's complement, so a bit mask)."""
     return ops.bitwise_and(x, (1 << bits) - 1)
@@ -34,3 +47,10 @@ def uniform(shape, seed_generator):
 def not_compiled(function):
     """``compiled`` for backends that run kernels as the caller runs them."""
     return function
+
+
+def no_replica_offset(batch_size):
+    """``replica_batch_offset`` for backends whose replicas see the global
+    batch (JAX's ``keras.distribution``) or number their own examples (a
+    PyTorch process under ``DistributedDataParallel``)."""
+    return 0

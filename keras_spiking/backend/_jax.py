@@ -10,6 +10,7 @@ compiled = _common.not_compiled
 residue = _common.residue
 scan = _common.scan
 uniform = _common.uniform
+replica_batch_offset = _common.no_replica_offset
 
 
 @jax.custom_vjp
@@ -49,7 +50,7 @@ def custom_vjp(forward, backward):
 
 
 #: No eager fused kernels: XLA fuses the kernels under ``jax.jit``.
-fused_spikes = fused_lowpass = None
+fused_spikes = fused_lowpass = fused_fire = None
 
 
 def chunk_cumsum(x, initial=None, reverse=False, overwrite=False):
@@ -62,6 +63,11 @@ def chunk_cumsum(x, initial=None, reverse=False, overwrite=False):
     del overwrite
     x = add_initial(x, initial, reverse)
     return jax.lax.cumsum(x, axis=2, reverse=reverse)
+
+
+def chunk_cummax(x):
+    """Running maximum along axis 2 of a rank-4 tensor of short chunks."""
+    return jax.lax.cummax(x, axis=2)
 
 
 def loop_is_cheaper(kind, steps, width):

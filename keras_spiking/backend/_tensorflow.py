@@ -4,7 +4,12 @@ import functools
 
 import tensorflow as tf
 
+from keras_spiking.backend import _common
 from keras_spiking.backend._common import add_initial
+
+# shared with another backend (see _common); TensorFlow has no native
+# running maximum
+chunk_cummax = _common.chunk_cummax
 
 
 @tf.custom_gradient
@@ -95,7 +100,7 @@ def custom_vjp(forward, backward):
 
 
 #: No eager fused kernels: every kernel runs under XLA (``compiled``).
-fused_spikes = fused_lowpass = None
+fused_spikes = fused_lowpass = fused_fire = None
 
 
 def scan(step, init, xs, reverse=False):
@@ -160,3 +165,21 @@ def unroll(steps):
     Up to 16 steps: an XLA while loop costs about 1 ms per call here.
     """
     return steps <= 16
+
+
+def replica_batch_offset(batch_size):
+    """Index in the global batch of this replica's first example.
+
+    Under ``tf.distribute`` (``MirroredStrategy``) each replica runs the
+    model on its slice of the global batch, the slices in replica order, so
+    replica ``r`` starts at ``r * batch_size``; outside a strategy, 0.  An
+    int when the replica id is known when tracing, else an int32 tensor.
+    """
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return 0
+    replica = context.replica_id_in_sync_group
+    static = tf.get_static_value(replica)
+    if static is not None and isinstance(batch_size, int):
+        return int(static) * batch_size
+    return tf.cast(replica, "int32") * tf.cast(batch_size, "int32")

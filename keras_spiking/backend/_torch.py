@@ -10,6 +10,7 @@ compiled = _common.not_compiled
 residue = _common.residue
 scan = _common.scan
 uniform = _common.uniform
+replica_batch_offset = _common.no_replica_offset
 
 
 class _StraightThrough(torch.autograd.Function):
@@ -80,6 +81,15 @@ def chunk_cumsum(x, initial=None, reverse=False, overwrite=False):
         for c in range(1, steps):
             y[:, :, c] += y[:, :, c - 1]
     return y
+
+
+def chunk_cummax(x):
+    """Running maximum along axis 2 of a rank-4 tensor of short chunks
+    (``torch.cummax``; the generic passes while tracing: ONNX has no
+    running maximum)."""
+    if torch.jit.is_tracing():
+        return _common.chunk_cummax(x)
+    return torch.cummax(x, 2).values
 
 
 def loop_is_cheaper(kind, steps, width):
@@ -194,6 +204,22 @@ def fused_spikes(rates, dt, v0, chunk, levels, bits, levels_for):
             )
     final = start.to(torch.float32).mul_(1.0 / one)
     return spikes, final.clamp_max_(1.0 - 2.0**-24)
+
+
+def fused_fire(counts, level0):
+    """The integer part of ``kernels.integrate_fire`` (after the signed
+    counts) in eager PyTorch: ``torch.cumsum`` and ``torch.cummax`` in
+    int32, exact, instead of the chunked ``keras.ops`` forms.  Returns None
+    where the generic form must run (while tracing for export: ONNX has no
+    running maximum; under autograd)."""
+    if torch.jit.is_tracing() or counts.requires_grad:
+        return None
+    level0 = level0.to(torch.int32)
+    whole = torch.cumsum(counts.to(torch.int32), 1, dtype=torch.int32)  # F_t
+    total = torch.cummax(whole, 1).values.add_(level0.unsqueeze(1)).clamp_min_(0)
+    last = (level0 + whole[:, -1]).sub_(total[:, -1])
+    fired = torch.diff(total, dim=1, prepend=torch.zeros_like(total[:, :1]))
+    return fired.to(torch.float32), last.to(torch.float32)
 
 
 class _Lowpass(torch.autograd.Function):
