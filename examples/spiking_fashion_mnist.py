@@ -157,6 +157,15 @@ def load_full():
 # ----------------------------------------------------------------- models --
 
 
+def load(which, limit=None):
+    """``(x_train, y_train, x_test, y_test)`` of the ``"small"`` subset or the
+    ``"full"`` data, each cut to its first ``limit`` examples if given."""
+    data = load_small() if which == "small" else load_full()
+    if limit is not None:
+        data = [a[:limit] for a in data]
+    return data
+
+
 def compile_model(model):
     model.compile(
         optimizer=keras.optimizers.Adam(),
@@ -523,12 +532,10 @@ def main(argv=None):
     """Run the walkthrough; returns the exit status (0, or 1 for bad data)."""
     args = parse_args(argv)
     try:
-        data = load_small() if args.data == "small" else load_full()
+        data = load(args.data, args.limit)
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    if args.limit is not None:
-        data = [a[: args.limit] for a in data]
 
     out = pathlib.Path(args.out)
     # Everything is written to a temporary folder first and moved into `out`
