@@ -14,6 +14,8 @@ import functools
 import numpy as np
 from keras import ops
 
+from keras_spiking.backend import replica_batch_offset
+
 _PRIME = 46337  # largest prime with PRIME**2 < 2**31: products fit in int32
 
 
@@ -69,14 +71,17 @@ _LANES = (
 )
 
 
-def _seeded_uniform(batch_size, units, seed, xp):
-    """``seeded_uniform`` computed with ``xp`` (``keras.ops`` or NumPy)."""
+def _seeded_uniform(batch_size, units, seed, xp, first=0):
+    """``seeded_uniform`` computed with ``xp`` (``keras.ops`` or NumPy), for
+    batch indices ``first, first + 1, ...``."""
     # batch indices by a running sum, not ``arange``: with a symbolic batch
     # size, jax2onnx gives ``arange`` a batch axis of its own.  The ones are
     # broadcast (not ``ops.ones((batch_size, 1))``, whose shape torch's ONNX
     # tracer would freeze at the example's batch size).
     ones = xp.broadcast_to(xp.ones((1, 1), dtype="int32"), (batch_size, 1))
     b = xp.cumsum(ones, axis=0) - 1
+    if not (isinstance(first, int) and first == 0):
+        b = b + first
     n = xp.expand_dims(xp.arange(0, units, dtype="int32"), 0)
     start = xp.full_like(b, int(seed) % _PRIME) + xp.zeros_like(n)
     n_high, n_low = _divmod_prime(n, xp)
@@ -114,9 +119,15 @@ def seeded_uniform(batch_size, units, seed):
     enters the graph as a constant (it is about a hundred small integer
     operations: 1.4 ms a call in eager PyTorch); a symbolic batch size
     computes it in the graph, with the same integer arithmetic.
+
+    The batch index is the example's place in the *global* batch: under
+    ``tf.distribute`` a replica's examples are numbered from its slice's
+    place (``backend.replica_batch_offset``), so distributed training gives
+    each example the voltages it has on one device.
     """
+    first = replica_batch_offset(batch_size)
     if isinstance(batch_size, int) and isinstance(units, int):
-        return ops.convert_to_tensor(
-            _seeded_uniform_numpy(batch_size, units, int(seed)), "float32"
-        )
-    return _seeded_uniform(batch_size, units, seed, ops)
+        if isinstance(first, int):
+            values = _seeded_uniform_numpy(first + batch_size, units, int(seed))
+            return ops.convert_to_tensor(values[first:], "float32")
+    return _seeded_uniform(batch_size, units, seed, ops, first)
