@@ -5,25 +5,46 @@ smooth spikes with the ``Lowpass`` and ``Alpha`` filters, and average them over
 time with ``TemporalAvgPool``.
 """
 
-from keras_spiking import callbacks, constraints, default, regularizers
+from keras_spiking import (
+    callbacks,
+    config,
+    constraints,
+    layers,
+    regularizers,
+    version,
+)
+from keras_spiking.activity import measure_activity
+from keras_spiking.cells import AlphaCell, LowpassCell, SpikingActivationCell
+from keras_spiking.config import default
+from keras_spiking.conversion import convert
 from keras_spiking.filters import Alpha, Lowpass
 from keras_spiking.model_energy import ModelEnergy
 from keras_spiking.pooling import TemporalAvgPool
 from keras_spiking.spiking_activation import SpikingActivation
 from keras_spiking.streaming import reset_states, stateful_copy
 
-__version__ = "0.4.0"
+__version__ = version.version
+__copyright__ = version.copyright
+__license__ = "Apache-2.0; see LICENSE"
 
 __all__ = [
     "Alpha",
+    "AlphaCell",
     "Lowpass",
+    "LowpassCell",
     "ModelEnergy",
     "SpikingActivation",
+    "SpikingActivationCell",
     "TemporalAvgPool",
     "callbacks",
+    "config",
     "constraints",
+    "convert",
     "default",
+    "layers",
+    "measure_activity",
     "regularizers",
     "reset_states",
     "stateful_copy",
+    "version",
 ]

@@ -10,7 +10,8 @@ from keras_spiking.temporal import dt_value
 class DtScheduler(keras.callbacks.Callback):
     """Change a ``dt`` variable during training, following a schedule.
 
-    Give the layers one non-trainable ``keras.Variable`` as ``dt``; before
+    Give the layers one non-trainable ``keras.Variable`` as ``dt`` (it may
+    hold 0 until the first batch, as in keras-spiking 0.3); before
     every training batch this callback sets it to ``scheduler(step)``, where
     ``step`` is the optimiser's iteration count (``optimizer.iterations``:
     the number of training steps taken so far, over all epochs and ``fit``
@@ -117,3 +118,7 @@ class DtScheduler(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["dt"] = dt_value(self.dt)
+
+
+# Defined with the activity measurements; re-exported here with the callbacks.
+from keras_spiking.activity import ActivityMonitor  # noqa: E402, F401

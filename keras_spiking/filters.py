@@ -34,7 +34,7 @@ class _Filter(TemporalLayer):
         first step, with the filter at rest).
     initial_level_constraint, tau_constraint : constraint, optional
         Keras constraints on the initial level and on ``tau``.
-    return_sequences, return_state, stateful, time_major : bool
+    return_sequences, return_state, stateful, time_major, unroll : bool
         See ``keras_spiking.temporal.TemporalLayer``.
     **kwargs
         Passed to ``keras.layers.Layer``.
@@ -93,12 +93,14 @@ class _Filter(TemporalLayer):
             shape=feature_shape,
             initializer=self.tau_initializer,
             constraint=self.tau_constraint,
+            autocast=False,  # read in float32 under mixed precision too
             name="tau",
         )
         self.initial_level = self.add_weight(
             shape=feature_shape,
             initializer=self.level_initializer,
             constraint=self.initial_level_constraint,
+            autocast=False,
             name="initial_level",
         )
         try:

@@ -21,6 +21,7 @@ Given directly to ``SpikingActivation``, a regulariser sees the spike trains
 """
 
 import numbers
+import warnings
 
 import keras
 from keras import ops
@@ -28,18 +29,26 @@ from keras import ops
 
 def _check_target(target, owner):
     """A scalar target, or a ``(min, max)`` range as a tuple of floats."""
-    if isinstance(target, numbers.Real) and not isinstance(target, bool):
+
+    def is_number(value):
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+    if is_number(target):
         return float(target)
-    if isinstance(target, (tuple, list)) and len(target) == 2:
+    if isinstance(target, (tuple, list)):
+        if len(target) != 2 or not all(is_number(v) for v in target):
+            raise ValueError(
+                f"{owner} expects a target range as a tuple with two elements "
+                f"(min, max), both numbers; got {target!r}."
+            )
         low, high = target
-        if all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in target):
-            if low > high:
-                raise ValueError(
-                    f"{owner} expects a target range (min, max) with min <= max; "
-                    f"got {tuple(target)!r}."
-                )
-            return (float(low), float(high))
-    raise TypeError(
+        if low > high:
+            raise ValueError(
+                f"{owner} expects a target range (min, max) whose `minimum` "
+                f"cannot exceed `maximum`; got {tuple(target)!r}."
+            )
+        return (float(low), float(high))
+    raise ValueError(
         f"{owner} expects `target` to be a number or a (min, max) pair of "
         f"numbers; got {target!r}."
     )
@@ -126,6 +135,12 @@ class L1L2(RangedRegularizer):
                 raise ValueError(
                     f"{type(self).__name__} expects `{name}` >= 0; got {value}."
                 )
+        if self.l1 == 0 and self.l2 == 0:
+            warnings.warn(
+                f"{type(self).__name__}: Regularization weight is zero, it will "
+                f"have no effect (l1 = l2 = 0).",
+                stacklevel=2,
+            )
         super().__init__(
             target=target, regularizer=keras.regularizers.L1L2(self.l1, self.l2)
         )
@@ -184,46 +199,55 @@ class Percentile(L1L2):
     r"""L1/L2 penalty on a percentile of the activity, along an axis.
 
     With ``p = percentile(x, percentile, axis=axis)`` (linear interpolation,
-    as ``numpy.percentile``) and ``d`` the distance of ``p`` from the target,
-    the penalty is :math:`\ell_1 \sum |d| + \ell_2 \sum d^2`.  For example
-    ``Percentile(target=(0, 100), l2=1e-3, percentile=99)`` on time-averaged
+    as ``numpy.percentile``; the maximum for ``percentile=100``) and ``d`` the
+    distance of ``p`` from the target, the penalty is
+    :math:`\ell_1 \sum |d| + \ell_2 \sum d^2`.  For example
+    ``Percentile(percentile=99, target=(0, 100), l2=1e-3)`` on time-averaged
     rates keeps the 99th-percentile rate (over the batch, per neuron) under
-    100 Hz.
+    100 Hz.  The arguments and defaults are keras-spiking 0.3's.
 
     Parameters
     ----------
-    target : float or tuple of (float, float)
-        Target value or ``(min, max)`` range of the percentile.
-    l1, l2 : float
-        Non-negative weights of the two penalties.
     percentile : float
-        The percentile, in ``(0, 100]``.
+        The percentile, in ``[0, 100]``; 100 (the default) is the maximum.
     axis : int or tuple of int or None
         Axis (axes) the percentile is taken along; the default, 0, is the
         batch axis.  None takes it over all values.
+    target : float or tuple of (float, float)
+        Target value or ``(min, max)`` range of the percentile.
+    l1, l2 : float
+        Non-negative weights of the two penalties (both 0 warns: no effect).
     """
 
-    def __init__(self, target=0, l1=0.0, l2=0.0, percentile=99.0, axis=0):
-        super().__init__(l1=l1, l2=l2, target=target)
-        self.percentile = float(percentile)
-        if not 0 < self.percentile <= 100:
+    def __init__(self, percentile=100, axis=0, target=0, l1=0.0, l2=0.0):
+        if not (
+            isinstance(percentile, numbers.Real)
+            and not isinstance(percentile, bool)
+            and 0 <= percentile <= 100
+        ):
             raise ValueError(
-                f"Percentile expects `percentile` in (0, 100]; got {percentile!r}."
+                f"Percentile expects `percentile` to be a number in the range "
+                f"[0, 100]; got {percentile!r}."
             )
+        self.percentile = float(percentile)
         if isinstance(axis, list):
             axis = tuple(axis)
         self.axis = axis
+        super().__init__(l1=l1, l2=l2, target=target)
 
     def __call__(self, x):
         x = ops.convert_to_tensor(x)
-        value = ops.quantile(x, self.percentile / 100.0, axis=self.axis)
+        if self.percentile == 100:
+            value = ops.max(x, axis=self.axis)
+        else:
+            value = ops.quantile(x, self.percentile / 100.0, axis=self.axis)
         return super().__call__(ops.cast(value, x.dtype))
 
     def get_config(self):
         return {
+            "percentile": self.percentile,
+            "axis": self.axis,
             "target": self.target,
             "l1": self.l1,
             "l2": self.l2,
-            "percentile": self.percentile,
-            "axis": self.axis,
         }

@@ -5,7 +5,7 @@ import math
 import keras
 from keras import ops
 
-from keras_spiking import default
+from keras_spiking.config import default
 
 
 def resolve_dt(dt, layer_name):
@@ -32,9 +32,12 @@ def resolve_dt(dt, layer_name):
             f"keras.Variable or None; got {dt!r} of type {type(dt).__name__}."
         )
     value = dt_value(dt)
-    if not value > 0:
+    # A variable may hold 0 until ``DtScheduler`` fills it in before the first
+    # batch (as keras-spiking 0.3 allowed); a float must be a real time step.
+    if not (value > 0 or (isinstance(dt, keras.Variable) and value == 0)):
         raise ValueError(
-            f"Layer '{layer_name}' expects `dt` > 0 (seconds); got dt={value}."
+            f"Layer '{layer_name}' expects `dt` > 0 (seconds), or a variable "
+            f"holding 0 that a DtScheduler sets later; got dt={value}."
         )
     return dt
 
@@ -42,7 +45,9 @@ def resolve_dt(dt, layer_name):
 def dt_value(dt):
     """The current value of ``dt`` (a float or a ``keras.Variable``), a float."""
     if isinstance(dt, keras.Variable):
-        return float(ops.convert_to_numpy(dt.value))
+        # the variable itself, not ``dt.value``: a tf.distribute
+        # MirroredVariable's ``value`` does not convert to NumPy
+        return float(ops.convert_to_numpy(dt))
     return float(dt)
 
 
@@ -61,9 +66,19 @@ def dt_from_config(config_dt):
             config_dt["value"],
             trainable=False,
             dtype="float32",
+            autocast=False,  # a time step is not rounded to a mixed policy's dtype
             name=config_dt["name"],
         )
     return config_dt
+
+
+def with_dt_decoded(config):
+    """A copy of a layer's config with its ``dt`` entry decoded
+    (``dt_from_config``), for ``from_config``."""
+    config = dict(config)
+    if "dt" in config:
+        config["dt"] = dt_from_config(config["dt"])
+    return config
 
 
 def check_time_axis(layer, input_shape):
@@ -125,6 +140,10 @@ class TemporalLayer(keras.layers.Layer):
     time_major : bool
         Inputs and outputs are ``(time, batch, ...)`` instead of
         ``(batch, time, ...)``.
+    unroll : bool
+        Accepted for keras-spiking 0.3 compatibility (where it unrolled the
+        ``keras.layers.RNN`` loop); the outputs are the same either way, since
+        the kernels choose their own form (``keras_spiking.kernels``).
     """
 
     #: Number of state tensors, each of shape ``(batch, *features)``.
@@ -137,6 +156,7 @@ class TemporalLayer(keras.layers.Layer):
         return_state=False,
         stateful=False,
         time_major=False,
+        unroll=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -144,6 +164,7 @@ class TemporalLayer(keras.layers.Layer):
         self.return_state = return_state
         self.stateful = stateful
         self.time_major = time_major
+        self.unroll = bool(unroll)
         self.supports_masking = False
         self.states = None
 
@@ -181,6 +202,10 @@ class TemporalLayer(keras.layers.Layer):
                     shape=(shape[0],) + self.feature_shape,
                     initializer="zeros",
                     trainable=False,
+                    # float32 whatever the dtype policy: under a mixed policy
+                    # an autocast state would be rounded at every call (and
+                    # on torch, assigned into the rounded copy, never change)
+                    autocast=False,
                     name=f"state_{i}" if self.num_states > 1 else "state",
                 )
                 for i in range(self.num_states)
@@ -220,9 +245,40 @@ class TemporalLayer(keras.layers.Layer):
             # fails ("Attempt to donate the same buffer twice").
             variable.assign(ops.copy(ops.reshape(value, variable.shape)))
 
-    def reset_states(self):
-        """Alias of ``reset_state`` (the Keras 2 name)."""
-        self.reset_state()
+    def reset_states(self, states=None):
+        """Reset a stateful layer's state, or set it.
+
+        Parameters
+        ----------
+        states : array or list of arrays, optional
+            New states (``num_states`` arrays of shape ``(batch, *features)``);
+            by default the states that start a new sequence (``reset_state``).
+            The keras-spiking 0.3 signature.
+        """
+        if states is None:
+            self.reset_state()
+            return
+        if self.states is None:
+            raise ValueError(
+                f"Layer '{self.name}' ({type(self).__name__}) has no state to "
+                f"set: it is not stateful, or not built yet (create it with "
+                f"stateful=True and call it on an input with a fixed batch size)."
+            )
+        if not isinstance(states, (list, tuple)):
+            states = [states]
+        if len(states) != self.num_states:
+            raise ValueError(
+                f"Layer '{self.name}' expects {self.num_states} state array(s) "
+                f"in reset_states; got {len(states)}."
+            )
+        for variable, value in zip(self.states, states, strict=True):
+            shape = tuple(ops.shape(value))
+            if shape != tuple(variable.shape):
+                raise ValueError(
+                    f"Layer '{self.name}' expects states of shape "
+                    f"{tuple(variable.shape)} (batch, *features); got {shape}."
+                )
+            variable.assign(ops.cast(value, variable.dtype))
 
     # --------------------------------------------------------------- call --
 
@@ -245,6 +301,15 @@ class TemporalLayer(keras.layers.Layer):
                 )
             states = [ops.reshape(s, (batch_size, self.units)) for s in states]
         elif self.stateful:
+            rows = self.states[0].shape[0]
+            if x.shape[0] is not None and x.shape[0] != rows:
+                raise ValueError(
+                    f"Layer '{self.name}' ({type(self).__name__}) is stateful "
+                    f"with states for a batch of {rows}; got a batch of "
+                    f"{x.shape[0]}. (Under tf.distribute each replica sees its "
+                    f"slice of the global batch: build stateful layers with "
+                    f"the per-replica batch size.)"
+                )
             # A copy: the variables are updated in place below (on torch, in
             # place in the very storage autograd would have saved).
             states = [
@@ -306,13 +371,11 @@ class TemporalLayer(keras.layers.Layer):
                 "return_state": self.return_state,
                 "stateful": self.stateful,
                 "time_major": self.time_major,
+                "unroll": self.unroll,
             }
         )
         return config
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        if "dt" in config:
-            config["dt"] = dt_from_config(config["dt"])
-        return super().from_config(config)
+        return super().from_config(with_dt_decoded(config))

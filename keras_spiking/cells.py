@@ -1,0 +1,257 @@
+"""RNN cells: the layers' maths one step at a time, for ``keras.layers.RNN``.
+
+keras-spiking 0.3 built its layers from these cells; here the layers run
+their own (faster) kernels over whole sequences, and the cells are kept for
+code that puts them in a ``keras.layers.RNN``, alone or beside other cells::
+
+    layer = keras.layers.RNN(
+        keras_spiking.layers.SpikingActivationCell(size=32, activation="relu"),
+        return_sequences=True,
+    )
+
+A cell steps the same maths as its layer (each cell owns a layer and runs it
+on a sequence of one step), so ``RNN(SpikingActivationCell(...))`` gives the
+same outputs as ``SpikingActivation(...)``, spike for spike, with the same
+``seed``; likewise for ``LowpassCell``/``Lowpass`` and ``AlphaCell``/``Alpha``
+up to float32 rounding.  The whole-sequence layers are much faster.
+
+``size`` may have several axes (``(height, width, channels)``): the state then
+has that shape too.  ``keras.layers.RNN`` only infers symbolic output shapes
+for one axis (``output_size`` must be an int there), so use several axes on
+tensors (eagerly, or inside a subclassed model).
+"""
+
+import inspect
+import math
+
+import keras
+from keras import ops
+
+from keras_spiking.filters import Alpha, Lowpass
+from keras_spiking.spiking_activation import SpikingActivation
+from keras_spiking.temporal import with_dt_decoded
+
+
+def _check_size(size, cell_name):
+    """``size`` as a tuple of positive ints."""
+    if isinstance(size, int) and not isinstance(size, bool):
+        size = (size,)
+    try:
+        size = tuple(size)
+    except TypeError:
+        size = None
+    if not size or not all(
+        isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in size
+    ):
+        raise ValueError(
+            f"Cell '{cell_name}' expects `size` to be a positive int or a "
+            f"tuple of positive ints (the shape of one step's input without "
+            f"the batch axis); got {size!r}."
+        )
+    return size
+
+
+class KerasSpikingCell(keras.layers.Layer):
+    """Base class of the cells: a ``TemporalLayer`` run one step at a time.
+
+    A subclass makes its layer and passes it to ``__init__``; this class
+    builds it for inputs of shape ``(batch, 1, *size)``, provides
+    ``state_size``, ``output_size`` and ``get_initial_state`` as
+    ``keras.layers.RNN`` expects, and steps the layer's ``_run``.
+
+    Parameters
+    ----------
+    size : int or tuple of int
+        Shape of one step's input (and output), without the batch axis.
+    layer : keras_spiking.temporal.TemporalLayer
+        The layer whose maths the cell steps (not built yet).
+    **kwargs
+        Passed to ``keras.layers.Layer``.
+    """
+
+    def __init__(self, size, layer, **kwargs):
+        super().__init__(**kwargs)
+        self.layer = layer
+        self.size = _check_size(size, self.name)
+        units = math.prod(self.size)
+        flat = units if len(self.size) == 1 else self.size
+        self.output_size = flat
+        self.state_size = [flat] * self.layer.num_states
+
+    @property
+    def dt(self):
+        """The layer's time step (a float or a ``keras.Variable``)."""
+        return self.layer.dt
+
+    def build(self, input_shape):
+        input_shape = tuple(input_shape)
+        if input_shape[1:] != self.size:
+            raise ValueError(
+                f"Cell '{self.name}' ({type(self).__name__}) was created with "
+                f"size={self.size}, so it expects inputs of shape (batch, "
+                f"*{self.size}); got {input_shape}."
+            )
+        self._build_layer()
+
+    def _build_layer(self):
+        if not self.layer.built:
+            self.layer.build((None, 1) + self.size)
+
+    def get_initial_state(self, batch_size=None):
+        """The states that start a sequence, each ``(batch, *size)``."""
+        self._build_layer()
+        return [
+            ops.reshape(s, (batch_size,) + self.size)
+            for s in self.layer._initial_states(batch_size)
+        ]
+
+    def call(self, inputs, states, training=None):
+        if not isinstance(states, (list, tuple)):
+            states = [states]
+        batch_size = ops.shape(inputs)[0]
+        flat = [
+            ops.cast(ops.reshape(s, (batch_size, self.layer.units)), "float32")
+            for s in states
+        ]
+        x = ops.expand_dims(inputs, 1)
+        y, new_states = self.layer._run(x, flat, training=bool(training))
+        new_states = [
+            ops.cast(ops.reshape(s, (batch_size,) + self.size), self.compute_dtype)
+            for s in new_states
+        ]
+        return y[:, 0], new_states
+
+    def get_config(self):
+        config = super().get_config()
+        config["size"] = list(self.size)
+        config.update(_layer_config(self.layer))
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return super().from_config(with_dt_decoded(config))
+
+
+#: Arguments of a whole layer that a cell (one step, no sequence) has not.
+_NOT_CELL_ARGUMENTS = (
+    "name",
+    "trainable",
+    "dtype",
+    "return_sequences",
+    "return_state",
+    "stateful",
+    "time_major",
+    "unroll",
+)
+
+
+def _layer_config(layer):
+    """The layer's own arguments (not the base layer's or the sequence ones)."""
+    config = layer.get_config()
+    for key in _NOT_CELL_ARGUMENTS:
+        config.pop(key, None)
+    return config
+
+
+def _layer_arguments(layer_class, kwargs):
+    """Take the arguments of ``layer_class`` (its own, not ``Layer``'s) out
+    of ``kwargs``: a cell passes its layer's options on (for example
+    ``SpikingActivation``'s ``neuron``), and the rest to ``keras.layers.Layer``.
+    """
+    own = inspect.signature(layer_class.__init__).parameters
+    return {
+        key: kwargs.pop(key)
+        for key in list(kwargs)
+        if key in own and key not in _NOT_CELL_ARGUMENTS
+    }
+
+
+@keras.saving.register_keras_serializable(package="keras_spiking")
+class SpikingActivationCell(KerasSpikingCell):
+    """``SpikingActivation`` one step at a time (see that layer).
+
+    Parameters
+    ----------
+    size : int or tuple of int
+        Shape of one step's input, without the batch axis.
+    activation, dt, seed, spiking_aware_training
+        As for ``keras_spiking.SpikingActivation``.
+    **kwargs
+        ``SpikingActivation``'s other options (such as ``neuron``), then
+        ``keras.layers.Layer``'s.
+    """
+
+    def __init__(
+        self,
+        size,
+        activation,
+        *,
+        dt=None,
+        seed=None,
+        spiking_aware_training=True,
+        **kwargs,
+    ):
+        layer = SpikingActivation(
+            activation,
+            dt=dt,
+            seed=seed,
+            spiking_aware_training=spiking_aware_training,
+            **_layer_arguments(SpikingActivation, kwargs),
+        )
+        super().__init__(size, layer, **kwargs)
+
+
+class _FilterCell(KerasSpikingCell):
+    """What ``LowpassCell`` and ``AlphaCell`` share: the filter's arguments.
+
+    Parameters
+    ----------
+    size : int or tuple of int
+        Shape of one step's input, without the batch axis.
+    tau_initializer, dt, apply_during_training, level_initializer, \
+initial_level_constraint, tau_constraint
+        As for ``keras_spiking.Lowpass`` / ``keras_spiking.Alpha``.
+    **kwargs
+        The layer's other options, then ``keras.layers.Layer``'s.
+    """
+
+    #: The layer whose maths the cell steps (set by each subclass).
+    _layer_class = None
+
+    def __init__(
+        self,
+        size,
+        tau_initializer,
+        *,
+        dt=None,
+        apply_during_training=True,
+        level_initializer="zeros",
+        initial_level_constraint=None,
+        tau_constraint=None,
+        **kwargs,
+    ):
+        layer = self._layer_class(
+            tau_initializer,
+            dt=dt,
+            apply_during_training=apply_during_training,
+            level_initializer=level_initializer,
+            initial_level_constraint=initial_level_constraint,
+            tau_constraint=tau_constraint,
+            **_layer_arguments(self._layer_class, kwargs),
+        )
+        super().__init__(size, layer, **kwargs)
+
+
+@keras.saving.register_keras_serializable(package="keras_spiking")
+class LowpassCell(_FilterCell):
+    """``Lowpass`` one step at a time (see that layer and ``_FilterCell``)."""
+
+    _layer_class = Lowpass
+
+
+@keras.saving.register_keras_serializable(package="keras_spiking")
+class AlphaCell(_FilterCell):
+    """``Alpha`` one step at a time, two states (see that layer and
+    ``_FilterCell``)."""
+
+    _layer_class = Alpha
