@@ -19,6 +19,7 @@ from keras_spiking import SpikingActivation, kernels
 from tests import references
 from tests.harness import XLA, gradients, numpy, run_jit, run_layer_test
 from tests.test_export import keras_cannot_export
+from tests.test_kernels import PLANS  # every kernel form, as the spike tests
 
 
 def if_spikes(x, dt, v0):
@@ -84,15 +85,6 @@ def test_negative_input_is_integrated_not_rectified():
     np.testing.assert_array_equal(
         numpy(rate(x, initial_state=v0))[0, :, 0], [0, 1, 1, 1, 1]
     )
-
-
-PLANS = {
-    "loop": kernels.Plan("loop"),
-    "unrolled": kernels.Plan("unrolled"),
-    "direct": kernels.Plan("direct"),
-    "chunked, 1 level": kernels.Plan("chunked", levels=1),
-    "chunked, 3 levels of 4": kernels.Plan("chunked", levels=3, chunk=4),
-}
 
 
 @pytest.mark.parametrize("plan", PLANS.values(), ids=PLANS.keys())
