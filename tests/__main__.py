@@ -59,7 +59,9 @@ def main(argv=None):
 
     failures = []
     for backend in args.backend or BACKENDS:
-        env = dict(os.environ, KERAS_BACKEND=backend)
+        # the test extra is part of the suite here: a missing optional test
+        # dependency fails instead of skipping (tests/harness.py)
+        env = dict(os.environ, KERAS_BACKEND=backend, KERAS_SPIKING_REQUIRE_EXTRAS="1")
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         if backend == "torch":
             # One intra-op thread unless the user says otherwise: with two

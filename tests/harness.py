@@ -9,8 +9,12 @@ read to choose backend-dependent cases (``XLA``, ``UNKNOWN_AXES``).  Only
 TensorFlow-specific tests (skipped elsewhere) import a backend themselves.
 """
 
+import importlib
+import os
+
 import keras
 import numpy as np
+import pytest
 from keras.src.testing import TestCase as _KerasTestCase
 
 BACKEND = keras.backend.backend()
@@ -91,3 +95,44 @@ def gradients(fn, *inputs, jit=False):
     pairs = zip(inputs, grads, strict=True)
     grads = [np.zeros_like(x) if g is None else numpy(g) for x, g in pairs]
     return float(numpy(value)), grads
+
+
+# Optional test dependencies (the ``test`` extra).  ``python -m tests`` sets
+# KERAS_SPIKING_REQUIRE_EXTRAS=1, so there a missing one is a failure (a
+# broken extra must not pass CI as a row of skips); a user running pytest
+# without the extra gets a skip with the reason.
+REQUIRE_EXTRAS = os.environ.get("KERAS_SPIKING_REQUIRE_EXTRAS") == "1"
+
+
+def optional_import(name, why):
+    """Import the optional test dependency ``name`` (``why``: what needs it).
+
+    Skips the calling test (or module, at import time) when it is missing,
+    unless KERAS_SPIKING_REQUIRE_EXTRAS=1, where it fails.
+    """
+    try:
+        return importlib.import_module(name)
+    except ImportError as error:
+        message = f"{why} needs the optional package `{name}` ({error})"
+        if REQUIRE_EXTRAS:
+            pytest.fail(f"{message}; install the test extra.", pytrace=False)
+        pytest.skip(message, allow_module_level=True)
+
+
+# Export formats that Keras itself cannot produce from a backend (checked
+# with a plain Dense model; every other pair must export, and a failure there
+# is a failure of the test).
+KERAS_CANNOT_EXPORT = {
+    ("torch", "tf_saved_model"): (
+        "Keras exports a TensorFlow SavedModel only from the TensorFlow and "
+        "JAX backends"
+    ),
+}
+
+
+def skip_if_keras_cannot_export(fmt):
+    """Skip, naming Keras' own gap, for a (backend, format) pair that Keras
+    cannot export from; every other pair runs (and fails if export breaks)."""
+    reason = KERAS_CANNOT_EXPORT.get((BACKEND, fmt))
+    if reason is not None:
+        pytest.skip(f"Keras {keras.__version__}: {reason}")
