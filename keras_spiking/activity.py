@@ -44,6 +44,8 @@ import dataclasses
 import keras
 import numpy as np
 
+from keras_spiking import _graph
+from keras_spiking._graph import axis_fan_out
 from keras_spiking.spiking_activation import SpikingActivation
 from keras_spiking.temporal import dt_value
 
@@ -199,36 +201,6 @@ def _inner(layer):
     return layer
 
 
-def axis_fan_out(size, kernel, stride, dilation, padding):
-    """Per input position along one axis: how many (output, tap) pairs read it.
-
-    Output ``o`` reads input ``o * stride - before + k * dilation`` for the
-    taps ``k < kernel``, ``before`` being the zero padding in front (``valid``:
-    none; ``same``: half of what makes the output ``ceil(size / stride)``
-    long; ``causal``: ``(kernel - 1) * dilation``).  Reads of the padding are
-    not counted.
-    """
-    span = (kernel - 1) * dilation + 1
-    if padding == "valid":
-        n_out = (size - span) // stride + 1
-        before = 0
-    elif padding == "same":
-        n_out = -(-size // stride)
-        before = max((n_out - 1) * stride + span - size, 0) // 2
-    elif padding == "causal":
-        n_out = -(-size // stride)
-        before = (kernel - 1) * dilation
-    else:
-        raise ValueError(f"axis_fan_out: unknown padding {padding!r}")
-    counts = np.zeros(size, np.int64)
-    for o in range(max(n_out, 0)):
-        for k in range(kernel):
-            i = o * stride - before + k * dilation
-            if 0 <= i < size:
-                counts[i] += 1
-    return counts
-
-
 def fan_out(layer, input_shape):
     """Connections leaving each input value of ``layer`` (an int array of
     ``input_shape``, the per-sample, per-step shape), or None if ``layer``
@@ -272,7 +244,7 @@ def _spike_source(tensor):
     through shape-only and scaling layers; None if there is none."""
     scale = 1.0
     while True:
-        layer = tensor._keras_history.operation
+        layer = _graph.producer_layer(tensor)
         if isinstance(layer, SpikingActivation):
             return layer, scale
         inner = _inner(layer)
@@ -282,8 +254,37 @@ def _spike_source(tensor):
             if np.any(np.asarray(inner.offset) != 0):
                 return None
             scale *= float(np.asarray(inner.scale))
-        node = layer._inbound_nodes[tensor._keras_history.node_index]
-        tensor = node.arguments.keras_tensors[0]
+        tensor = _graph.node_of(tensor).arguments.keras_tensors[0]
+
+
+#: The layouts that the counts assume, as (flag, the value it needs, why).
+_LAYOUT = (
+    ("return_sequences", True, "the counts need every step's spikes"),
+    ("return_state", False, "the counts need the spikes as the only output"),
+    ("time_major", False, "the counts read inputs as (batch, time, ...)"),
+)
+
+
+def _check_layout(graph, layer):
+    """A ValueError unless spiking ``layer`` outputs (batch, time, ...) spikes
+    from a single call."""
+    for flag, needed, why in _LAYOUT:
+        if getattr(layer, flag) != needed:
+            raise ValueError(
+                f"measure_activity: SpikingActivation layer '{layer.name}' has "
+                f"{flag}={getattr(layer, flag)!r}; {why}, so it needs "
+                f"{flag}={needed!r} (measure a copy of the model built with "
+                f"it)."
+            )
+    calls = [call for call in graph.calls if call.layer is layer]
+    if len(calls) != 1:
+        raise ValueError(
+            f"measure_activity: SpikingActivation layer '{layer.name}' is "
+            f"called {len(calls)} times in model '{graph.model.name}'; its "
+            f"spikes are counted per layer, so each spiking layer must be "
+            f"called once."
+        )
+    return calls[0]
 
 
 # --------------------------------------------------------------- measuring --
@@ -294,40 +295,38 @@ class _Probe:
     layer's input, and the bookkeeping to turn them into counts."""
 
     def __init__(self, model):
-        if not isinstance(model, keras.Model):
-            raise TypeError(
-                f"measure_activity expects a keras.Model; got {model!r} of "
-                f"type {type(model).__name__}."
-            )
+        graph = _graph.model_graph(model, "measure_activity")
         self.model = model
         self.spiking, self.counted, outputs = [], [], []
         for layer in model.layers:
             if isinstance(layer, SpikingActivation):
                 self.spiking.append(layer)
-                outputs.append(layer.output)
-        for layer in model.layers:
-            for node in layer._inbound_nodes:
-                args = node.arguments.keras_tensors
-                if len(args) != 1:
-                    continue
-                found = _spike_source(args[0])
-                if found is None or isinstance(layer, SpikingActivation):
-                    continue
-                shape = tuple(args[0].shape[2:])
-                fan = fan_out(layer, shape)
-                if fan is None:
-                    continue
-                self.counted.append((layer, found[0], found[1], fan))
-                outputs.append(args[0])
-                break
+                outputs.append(_check_layout(graph, layer).outputs[0])
         if not self.spiking:
             raise ValueError(
                 f"measure_activity: model '{model.name}' has no "
                 f"SpikingActivation layer (convert it with keras_spiking.convert "
                 f"first)."
             )
-        inputs = model.inputs if len(model.inputs) > 1 else model.inputs[0]
-        self.probe = keras.Model(inputs, outputs)
+        counted = set()
+        for call in graph.calls:
+            layer = call.layer
+            if (
+                id(layer) in counted
+                or len(call.inputs) != 1
+                or isinstance(layer, SpikingActivation)
+            ):
+                continue
+            found = _spike_source(call.inputs[0])
+            if found is None:
+                continue
+            fan = fan_out(layer, tuple(call.inputs[0].shape[2:]))
+            if fan is None:
+                continue
+            counted.add(id(layer))
+            self.counted.append((layer, found[0], found[1], fan))
+            outputs.append(call.inputs[0])
+        self.probe = _graph.probe_model(model, outputs)
 
     def run(self, x, batch_size=None):
         xs = x if isinstance(x, (list, tuple)) else [x]
@@ -411,6 +410,14 @@ def measure_activity(model, x, batch_size=None):
         operations per sample and per second, counted as in this module's
         docstring).  ``print(result)`` or ``result.table()`` gives a
         Markdown table.
+
+    Raises
+    ------
+    ValueError
+        If the model has no spiking layer, or a ``SpikingActivation`` has
+        ``return_sequences=False``, ``return_state=True`` or
+        ``time_major=True``, or is called more than once (the counts need
+        each layer's ``(batch, time, ...)`` spikes).
 
     Notes
     -----

@@ -23,6 +23,7 @@ import math
 
 import keras
 
+from keras_spiking import _graph
 from keras_spiking.filters import Alpha, Lowpass
 from keras_spiking.model_energy.converted import activation_stats
 from keras_spiking.model_energy.counters import (
@@ -53,28 +54,6 @@ def _size(shape):
     return int(math.prod(shape))
 
 
-def window_pairs(size, out, kernel, stride, dilation, padding):
-    """(output, input) pairs of a sliding window along one axis.
-
-    Counts the pairs where the tap lands inside the input (padding excluded),
-    with TensorFlow's "same" convention (extra padding on the right).
-    """
-    if padding == "valid":
-        left = 0
-    elif padding == "same":
-        left = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0) // 2
-    elif padding == "causal":
-        left = (kernel - 1) * dilation
-    else:
-        raise ValueError(f"Unknown padding {padding!r}.")
-    return sum(
-        1
-        for o in range(out)
-        for j in range(kernel)
-        if 0 <= o * stride - left + j * dilation < size
-    )
-
-
 def _split_channels(layer, shape):
     """``(spatial shape, channels)`` of a per-example shape."""
     if getattr(layer, "data_format", "channels_last") == "channels_first":
@@ -85,12 +64,10 @@ def _split_channels(layer, shape):
 def _windowed_pairs(node, window, strides, dilation):
     layer = node.layer
     in_spatial, channels = _split_channels(layer, _step(node.input_shapes))
-    out_spatial, _ = _split_channels(layer, _step(node.output_shapes))
+    # (output, input) pairs along each axis, reads of the padding excluded
     pairs = math.prod(
-        window_pairs(n, o, k, s, d, layer.padding.lower())
-        for n, o, k, s, d in zip(
-            in_spatial, out_spatial, window, strides, dilation, strict=True
-        )
+        int(_graph.axis_fan_out(n, k, s, d, layer.padding).sum())
+        for n, k, s, d in zip(in_spatial, window, strides, dilation, strict=True)
     )
     return pairs, channels
 

@@ -5,6 +5,7 @@ import numbers
 import keras
 import numpy as np
 
+from keras_spiking import _graph
 from keras_spiking.config import default
 from keras_spiking.model_energy import graph, table
 from keras_spiking.model_energy.counters import (
@@ -143,12 +144,12 @@ class ModelEnergy:
                 f"Cannot compute stats for layer of type '{type(layer).__name__}'"
             )
         if node is None:
-            if not layer._inbound_nodes:
+            node = _graph.first_node(layer)
+            if node is None:
                 raise ValueError(
                     f"Layer '{layer.name}' has never been applied to any inputs, "
                     f"so its stats are undefined."
                 )
-            node = layer._inbound_nodes[0]
         if not isinstance(node, LayerNode):
             node = LayerNode.from_keras_node(node)
         return run_counter(counter, node)

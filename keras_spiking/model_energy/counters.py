@@ -84,7 +84,7 @@ class LayerNode:
 
     @classmethod
     def from_keras_node(cls, node):
-        """Wrap a node of a Keras graph (``layer._inbound_nodes[i]``)."""
+        """Wrap a node of a Keras graph (one call of a layer)."""
         outputs = list(node.outputs)
         inputs = outputs if node.is_input else list(node.input_tensors)
         return cls(node.operation, inputs, outputs)
