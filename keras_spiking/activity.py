@@ -163,6 +163,7 @@ class Activity(dict):
         return "\n".join(lines) + "\n"
 
     def __str__(self):
+        """The Markdown table (``table()``)."""
         return self.table()
 
 
@@ -202,9 +203,11 @@ def _inner(layer):
 
 
 def fan_out(layer, input_shape):
-    """Connections leaving each input value of ``layer`` (an int array of
-    ``input_shape``, the per-sample, per-step shape), or None if ``layer``
-    is not one whose connections are counted."""
+    """Count the connections leaving each input value of ``layer``.
+
+    Returns an int array of ``input_shape`` (the per-sample, per-step
+    shape), or None if ``layer`` is not one whose connections are counted.
+    """
     layer = _inner(layer)
     if isinstance(layer, keras.layers.Dense):
         return np.full(input_shape, layer.units, np.int64)
@@ -240,8 +243,11 @@ def fan_out(layer, input_shape):
 
 
 def _spike_source(tensor):
-    """(the SpikingActivation layer, the scale of its spikes) behind ``tensor``,
-    through shape-only and scaling layers; None if there is none."""
+    """Find the spiking layer whose spikes ``tensor`` carries.
+
+    Returns (the SpikingActivation layer, the scale of its spikes), followed
+    through shape-only and scaling layers; None if there is none.
+    """
     scale = 1.0
     while True:
         layer = _graph.producer_layer(tensor)
@@ -266,8 +272,10 @@ _LAYOUT = (
 
 
 def _check_layout(graph, layer):
-    """A ValueError unless spiking ``layer`` outputs (batch, time, ...) spikes
-    from a single call."""
+    """Check that spiking ``layer`` gives (batch, time, ...) spikes, once.
+
+    Returns its one call; raises a ValueError naming the flag otherwise.
+    """
     for flag, needed, why in _LAYOUT:
         if getattr(layer, flag) != needed:
             raise ValueError(
@@ -291,8 +299,11 @@ def _check_layout(graph, layer):
 
 
 class _Probe:
-    """A model that returns every spiking layer's output and every counted
-    layer's input, and the bookkeeping to turn them into counts."""
+    """Every spiking layer's output and every counted layer's input.
+
+    A probe model returning them, and the bookkeeping to turn them into
+    counts.
+    """
 
     def __init__(self, model):
         graph = _graph.model_graph(model, "measure_activity")
@@ -483,9 +494,11 @@ class ActivityMonitor(keras.callbacks.Callback):
                 logs[f"{record.name}_rate_max"] = record.max_rate_hz
 
     def on_epoch_end(self, epoch, logs=None):
+        """Measure on ``x``; add the rates to the epoch's logs."""
         self._measure(logs)
 
     def on_test_end(self, logs=None):
+        """With ``on_test``, measure on ``x``; keep the rates in ``test_logs``."""
         if self.on_test:
             logs = {} if logs is None else logs
             self._measure(logs)

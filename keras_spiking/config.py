@@ -25,6 +25,7 @@ class DefaultManager:
         self.dt = dt
 
     def __repr__(self):
+        """``DefaultManager(dt=...)``."""
         return f"DefaultManager(dt={self.dt!r})"
 
 

@@ -1,5 +1,7 @@
-"""Seeded initial voltages: uniform ``[0, 1)`` values that depend only on
-``(seed, batch index, neuron index)``.
+"""Seeded initial voltages.
+
+Uniform ``[0, 1)`` values that depend only on ``(seed, batch index, neuron
+index)``.
 
 ``SpikingActivation(seed=...)`` starts every neuron's voltage here, so that a
 seeded layer gives the same spikes on every call, on every backend and in
@@ -72,8 +74,10 @@ _LANES = (
 
 
 def _seeded_uniform(batch_size, units, seed, xp, first=0):
-    """``seeded_uniform`` computed with ``xp`` (``keras.ops`` or NumPy), for
-    batch indices ``first, first + 1, ...``."""
+    """Compute ``seeded_uniform`` with ``xp`` (``keras.ops`` or NumPy).
+
+    For batch indices ``first, first + 1, ...``.
+    """
     # batch indices by a running sum, not ``arange``: with a symbolic batch
     # size, jax2onnx gives ``arange`` a batch axis of its own.  The ones are
     # broadcast (not ``ops.ones((batch_size, 1))``, whose shape torch's ONNX

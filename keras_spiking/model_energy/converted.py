@@ -88,6 +88,7 @@ def output_size(node):
 
 
 def is_linear(activation):
+    """Whether ``activation`` is the identity (None or ``linear``)."""
     return (
         activation is None
         or activation is keras.activations.linear

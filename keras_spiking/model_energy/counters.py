@@ -90,6 +90,7 @@ class LayerNode:
         return cls(node.operation, inputs, outputs)
 
     def __repr__(self):
+        """The layer's name and its input and output shapes."""
         return (
             f"LayerNode({self.layer.name!r}, input_shapes={self.input_shapes!r}, "
             f"output_shapes={self.output_shapes!r})"

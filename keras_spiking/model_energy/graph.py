@@ -16,8 +16,9 @@ WHO = "ModelEnergy"
 
 
 def model_calls(model):
-    """Every call of the model's layers, as ``_graph.Call`` objects in graph
-    order.
+    """Every call of the model's layers, as ``_graph.Call`` objects.
+
+    The calls are in graph order: each after the calls making its inputs.
 
     Raises
     ------

@@ -72,6 +72,7 @@ class Converted:
                 self.layer_rates[call.layer] += mean
 
     def layer_energy(self, layer, device, spec, timesteps, dt):
+        """(synapse energy, neuron energy) of ``layer`` on ``device`` (J)."""
         stats = self.layer_stats[layer]
         if spec["spiking"]:
             if self.example_data is None:
@@ -84,9 +85,11 @@ class Converted:
         return synop, neuron
 
     def rate_cell(self, layer):
+        """The summary table's input-rate cell of ``layer``."""
         return f"{self.layer_rates.get(layer, np.nan):.2g}"
 
     def synops_cell(self, layer):
+        """The summary table's synops-per-second cell of ``layer``."""
         rate = self.layer_rates.get(layer, np.nan)
         return f"{self.layer_stats[layer]['connections'] * rate:.3g}"
 
@@ -213,6 +216,7 @@ class AsBuilt:
         }
 
     def layer_energy(self, layer, device, spec, timesteps, dt):
+        """(synapse energy, neuron energy) of ``layer`` on ``device`` (J)."""
         synop = neuron = 0.0
         for call in self.layer_details[layer.name]["per_call"]:
             synops = call["connections"]
@@ -236,7 +240,9 @@ class AsBuilt:
         return "n/a" if details[key] is None else fmt.format(details[key])
 
     def rate_cell(self, layer):
+        """The summary table's input-rate cell of ``layer``."""
         return self._spike_cell(layer, "input_rate", "{:.2g}")
 
     def synops_cell(self, layer):
+        """The summary table's synops-per-second cell of ``layer``."""
         return self._spike_cell(layer, "synops_per_second", "{:.3g}")

@@ -66,6 +66,7 @@ def parse_column(column):
 
 
 def header(kind, device):
+    """The column header of ``kind`` for ``device``."""
     return HEADERS[kind].format(device)
 
 
@@ -113,4 +114,5 @@ def totals_lines(totals, width):
 
 
 def note(text, line_length):
+    """``text`` wrapped to ``line_length``, continuation lines indented."""
     return textwrap.fill(text, width=line_length, subsequent_indent="  ")

@@ -119,6 +119,7 @@ def _check_defined(layer, tensors, temporal, role):
 
 
 def passes_spikes(layer, counter):
+    """Whether ``layer`` (its counter ``counter``) passes spikes on unchanged."""
     if isinstance(layer, keras.layers.TimeDistributed):
         return require_counter(layer.layer).passes_spikes
     return counter.passes_spikes
