@@ -7,28 +7,17 @@ SpiNNaker2, Xylo, Speck; sinabs, norse, Spyx).  ``export`` writes a Keras
 model as such a graph, ``load`` builds a Keras model from one.  ``nir`` is
 imported when these functions are called, not with ``keras_spiking``.
 
-The mapping (features in NIR's channels-first order, without the batch and
-time axes):
-
-=============================================  ==================================
-Keras                                          NIR
-=============================================  ==================================
-``keras.Input`` ``(time, *features)``          ``Input`` (features; images CHW)
-``Dense``                                      ``Affine(kernel.T, bias)``
-                                               (``Linear`` without a bias)
-``Conv2D`` (channels last)                     ``Conv2d(kernel.transpose(3, 2,
-                                               0, 1))``, integer padding
-``AveragePooling2D`` (``"valid"``)             ``AvgPool2d``
-``Flatten``                                    ``Flatten(start_dim=0)``, the next
-                                               ``Dense``'s rows permuted from
-                                               (h, w, c) to (c, h, w)
-``SpikingActivation("relu", neuron="if")``     ``IF(r=1, v_threshold=1,
-                                               v_reset=0)``
-``Lowpass(tau)``                               ``LI(tau, r=1, v_leak=0)``
-``Alpha(tau)``                                 ``CubaLI(tau_syn=tau,
-                                               tau_mem=tau, r=1, v_leak=0)``
-``Dropout``                                    nothing (identity at inference)
-=============================================  ==================================
+Which Keras layer becomes which NIR node, and back, is listed by
+``mapping_table()`` (one row per layer type that ``export`` knows, built from
+the same tables that ``export`` and ``load`` dispatch on).  Features are in
+NIR's channels-first order, without the batch and time axes: a Keras image
+``(height, width, channels)`` is ``(C, H, W)`` in the graph, weights are
+transposed to match, and after a ``Flatten`` of an image the next ``Dense``'s
+rows are permuted from Keras' ``(h, w, c)`` order to NIR's ``(c, h, w)``.
+Each node is named after its layer; the graph's ``Input`` and ``Output``
+nodes are ``"input"`` and ``"output"`` unless a layer has that name (then
+``"input_0"``, ``"output_0"``, ...), so every layer keeps its name through
+``export`` and ``load``.
 
 NIR nodes carry no time step and no units: times are in seconds, and the
 graph's ``metadata`` records ``dt`` and the conventions under which the graph
@@ -41,6 +30,19 @@ is positive (several per step), each of height ``1 / dt`` (the discretised
 unit-area spike), and subtracts them from its voltage (NIR's ``IF`` resets to
 ``v_reset`` and emits one spike at most: readers may ignore the metadata,
 and then agree with the model only where no neuron fires twice in a step).
+
+A ``Rescaling`` layer without offset (``convert`` puts one on each side of a
+spiking layer whose firing rates it scales) is a ``Scale`` node, the same
+multiplication as in Keras, and ``load`` makes it a ``Rescaling`` again: a
+converted model exports and loads back spike for spike.  For readers without
+``Scale`` nodes (sinabs, for one), ``export(..., fold_scales=True)`` folds
+each ``Scale`` into the nearest ``Affine``/``Linear``/``Conv2d`` before it,
+or else after it, across the nodes that commute with a scaling
+(``Flatten``, ``AvgPool2d``, ``LI``, ``CubaLI``; a ``Conv2d`` or
+``AvgPool2d`` needs the same scale across each channel); the folded weights
+give the same model up to float32 rounding (exactly where the products are
+exact, e.g. for power-of-two scales), and ``metadata["folded_scales"]``
+names the layers folded.
 
 What NIR cannot express raises a ``ValueError`` naming the layer and the
 reason, unless ``approximate=True`` (the choices are then listed in
@@ -62,19 +64,23 @@ Always errors: other layers, activations inside ``Dense``/``Conv2D``,
 ``"same"`` padding that Keras splits unevenly (an odd total: Keras puts the
 extra row/column at the bottom/right, NIR pads symmetrically),
 ``AveragePooling2D(padding="same")`` where it pads (Keras averages over the
-cells inside the image only), layers with ``return_sequences=False``, and
-layers with different ``dt``.
+cells inside the image only), ``Rescaling`` with an offset, layers with
+``return_sequences=False``, and layers with different ``dt``.
 """
 
-import math
+import dataclasses
 
 import keras
 import numpy as np
 
+from keras_spiking import _graph
 from keras_spiking.filters import Alpha, Lowpass
 from keras_spiking.pooling import TemporalAvgPool
 from keras_spiking.spiking_activation import SpikingActivation
 from keras_spiking.temporal import dt_value
+
+_EXPORT = "keras_spiking.nir.export"
+_LOAD = "keras_spiking.nir.load"
 
 #: What ``export`` records in the graph's metadata, besides ``dt``.
 CONVENTIONS = {
@@ -102,75 +108,147 @@ def _nir():
     return nir
 
 
+def _array(variable):
+    """A Keras variable's (or a plain value's) value as float32 NumPy."""
+    return np.asarray(keras.ops.convert_to_numpy(variable), np.float32)
+
+
+# ---------------------------------------------------------------- layout ---
+
+
+@dataclasses.dataclass
+class _Layout:
+    """The features between two layers: their Keras shape and NIR order.
+
+    ``shape`` is the Keras feature shape, ``(n,)`` or ``(h, w, c)`` (NIR:
+    ``(n,)`` or ``(c, h, w)``).  After a ``Flatten`` of an image the two flat
+    orders differ: NIR's flat index ``i`` holds Keras' flat index
+    ``order[i]`` (None where they agree).
+    """
+
+    shape: tuple
+    order: np.ndarray = None
+
+    @property
+    def nir_shape(self):
+        if len(self.shape) == 3:
+            h, w, c = self.shape
+            return (c, h, w)
+        return tuple(self.shape)
+
+    def to_nir(self, values):
+        """Per-feature values (broadcast to the Keras shape) in NIR's layout."""
+        values = np.broadcast_to(np.asarray(values, np.float32), self.shape)
+        if len(self.shape) == 3:
+            return np.ascontiguousarray(values.transpose(2, 0, 1))
+        if self.order is not None:
+            return values[self.order]
+        return np.array(values)
+
+    def to_keras(self, values):
+        """Per-feature values (broadcast to the NIR shape) in Keras' layout;
+        a ValueError if they do not broadcast."""
+        values = np.asarray(values)
+        if values.size == np.prod(self.nir_shape):  # also given flat
+            values = values.reshape(self.nir_shape)
+        values = np.broadcast_to(values, self.nir_shape)
+        if len(self.shape) == 3:
+            return np.ascontiguousarray(values.transpose(1, 2, 0))
+        if self.order is not None:
+            return values[np.argsort(self.order)]
+        return np.array(values)
+
+    def flattened(self):
+        """The layout after a ``Flatten``."""
+        if len(self.shape) != 3:
+            return self
+        h, w, c = self.shape
+        order = np.arange(h * w * c).reshape(h, w, c).transpose(2, 0, 1)
+        return _Layout((h * w * c,), order.reshape(-1))
+
+    def after(self, layer):
+        """The layout after a per-step layer that keeps the feature order."""
+        shape = layer.compute_output_shape((1,) + tuple(self.shape))[1:]
+        return _Layout(tuple(int(s) for s in shape))
+
+
+# ---------------------------------------------------------------- export ---
+
+
+@dataclasses.dataclass
+class _ExportState:
+    """What ``export`` carries from one layer to the next."""
+
+    nir: object
+    layout: _Layout
+    approximate: bool
+    last: bool = False
+    nodes: dict = dataclasses.field(default_factory=dict)
+    approximations: list = dataclasses.field(default_factory=list)
+    rectified: list = dataclasses.field(default_factory=list)
+    dts: dict = dataclasses.field(default_factory=dict)
+    # node name -> (input shape, output shape), NIR's
+    shapes: dict = dataclasses.field(default_factory=dict)
+
+    def approximation(self, outer, reason, advice):
+        """Record ``reason`` if approximating, else raise it with ``advice``."""
+        if not self.approximate:
+            raise _error(outer, f"{reason}. {advice}")
+        self.approximations.append(f"{outer.name}: {reason}")
+
+
 def _error(layer, reason):
     return ValueError(
-        f"keras_spiking.nir.export cannot express layer '{layer.name}' "
+        f"{_EXPORT} cannot express layer '{layer.name}' "
         f"({type(layer).__name__}) in NIR: {reason}"
     )
 
 
-def _chain(model):
-    """The model's layers, in order, checked to form a single chain."""
-    if not isinstance(model, keras.Model):
-        raise TypeError(
-            f"keras_spiking.nir.export expects a keras.Model; got "
-            f"{type(model).__name__}."
+def _linear_activation(layer, outer):
+    activation = keras.activations.serialize(layer.activation)
+    if activation != "linear":
+        raise _error(
+            outer,
+            f"activation {activation!r} (NIR has no activation nodes; use "
+            f"SpikingActivation).",
         )
-    try:
-        inputs, outputs = model.inputs, model.outputs
-    except (AttributeError, ValueError):
-        inputs = outputs = None
-    if not inputs or len(inputs) != 1 or len(outputs) != 1:
-        raise ValueError(
-            f"keras_spiking.nir.export expects a model with one input and one "
-            f"output (a chain of layers); model '{model.name}' has "
-            f"{len(inputs or [])} input(s) and {len(outputs or [])} output(s)."
-        )
-    layers = [
-        layer
-        for layer in model.layers
-        if not isinstance(layer, keras.layers.InputLayer)
-    ]
-    previous = inputs[0]._keras_history.operation
-    for layer in layers:
-        if isinstance(layer, keras.Model):
-            raise ValueError(
-                f"keras_spiking.nir.export expects a flat model; layer "
-                f"'{layer.name}' is a nested model (export it alone, or "
-                f"rebuild the model flat)."
-            )
-        nodes = layer._inbound_nodes
-        parents = [t._keras_history.operation for t in nodes[0].input_tensors]
-        if len(nodes) != 1 or len(parents) != 1 or parents[0] is not previous:
-            raise ValueError(
-                f"keras_spiking.nir.export expects a chain of layers, each "
-                f"called once on the previous one's output; layer '{layer.name}' "
-                f"is not."
-            )
-        previous = layer
-    if outputs[0]._keras_history.operation is not previous:
-        raise ValueError(
-            f"keras_spiking.nir.export expects the model's output to be its "
-            f"last layer's; model '{model.name}' differs."
-        )
-    return inputs[0], layers
 
 
-def _same_padding(size, kernel, stride, dilation):
-    """Keras' total ``"same"`` padding along one axis."""
-    out = math.ceil(size / stride)
-    return max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+def _export_dense(layer, outer, state):
+    _linear_activation(layer, outer)
+    if len(state.layout.shape) != 1:
+        raise _error(outer, f"it acts on {state.layout.shape} features; Flatten first.")
+    kernel = _array(layer.kernel)
+    if state.layout.order is not None:
+        kernel = kernel[state.layout.order]
+    weight = np.ascontiguousarray(kernel.T)
+    state.layout = _Layout((layer.units,))
+    if layer.use_bias:
+        return state.nir.Affine(weight=weight, bias=_array(layer.bias))
+    return state.nir.Linear(weight=weight)
 
 
-def _padding(layer, spatial, kernel, stride, dilation, outer):
-    """Symmetric NIR padding for a Keras ``padding``, or a ValueError naming
-    ``outer`` (the layer, or its ``TimeDistributed`` wrapper)."""
-    if layer.padding == "valid":
-        return (0, 0)
-    totals = [
-        _same_padding(s, k, st, d)
+def _images(layer, outer, state):
+    """Check that ``layer`` acts on channels-last images."""
+    if layer.data_format != "channels_last" or len(state.layout.shape) != 3:
+        raise _error(outer, "only channels-last images are supported.")
+
+
+def _same_totals(spatial, kernel, stride, dilation):
+    """Keras' total ``"same"`` padding along each spatial axis."""
+    return [
+        _graph.window(s, k, st, d, "same")[2]
         for s, k, st, d in zip(spatial, kernel, stride, dilation, strict=True)
     ]
+
+
+def _symmetric_padding(layer, outer, spatial):
+    """NIR's symmetric padding for a ``Conv2D``'s, or a ValueError."""
+    if layer.padding == "valid":
+        return (0, 0)
+    totals = _same_totals(
+        spatial, layer.kernel_size, layer.strides, layer.dilation_rate
+    )
     if any(total % 2 for total in totals):
         raise _error(
             outer,
@@ -182,26 +260,322 @@ def _padding(layer, spatial, kernel, stride, dilation, outer):
     return (totals[0] // 2, totals[1] // 2)
 
 
-def _to_nir_features(values, shape, order):
-    """Per-feature parameters (Keras feature shape) in NIR's layout."""
-    values = np.asarray(values, np.float32).reshape(shape)
-    if len(shape) == 3:
-        return np.ascontiguousarray(values.transpose(2, 0, 1))
-    if order is not None:
-        return values.reshape(-1)[order]
-    return values
+def _export_conv2d(layer, outer, state):
+    _linear_activation(layer, outer)
+    _images(layer, outer, state)
+    if layer.groups != 1:
+        raise _error(outer, f"groups={layer.groups} (only 1 is supported).")
+    spatial = tuple(int(s) for s in state.layout.shape[:2])
+    padding = _symmetric_padding(layer, outer, spatial)
+    bias = _array(layer.bias) if layer.use_bias else np.zeros(layer.filters, "f4")
+    node = state.nir.Conv2d(
+        input_shape=spatial,
+        weight=np.ascontiguousarray(_array(layer.kernel).transpose(3, 2, 0, 1)),
+        stride=tuple(layer.strides),
+        padding=padding,
+        dilation=tuple(layer.dilation_rate),
+        groups=layer.groups,
+        bias=bias,
+    )
+    state.layout = state.layout.after(layer)
+    return node
 
 
-def _array(variable):
-    """A Keras variable's value as NumPy."""
-    return np.asarray(keras.ops.convert_to_numpy(variable))
+def _export_avg_pool(layer, outer, state):
+    _images(layer, outer, state)
+    if layer.padding == "same" and any(
+        _same_totals(state.layout.shape[:2], layer.pool_size, layer.strides, (1, 1))
+    ):
+        raise _error(
+            outer,
+            "padding='same' pads here, and Keras then averages over the cells "
+            "inside the image only, which NIR's AvgPool2d cannot say; use "
+            "padding='valid'.",
+        )
+    state.layout = state.layout.after(layer)
+    return state.nir.AvgPool2d(
+        kernel_size=np.array(layer.pool_size),
+        stride=np.array(layer.strides),
+        padding=np.array([0, 0]),
+    )
 
 
-def _layer_dt(layer):
-    return dt_value(layer.dt)
+def _export_flatten(layer, outer, state):
+    if len(state.layout.shape) != 3:
+        return None  # flat already: nothing to do
+    node = state.nir.Flatten(
+        input_type={"input": np.array(state.layout.nir_shape)},
+        start_dim=0,
+        end_dim=-1,
+    )
+    state.layout = state.layout.flattened()
+    return node
 
 
-def export(model, path=None, *, approximate=False):
+def _export_rescaling(layer, outer, state):
+    offset = np.asarray(layer.offset, np.float64)
+    if np.any(offset != 0):
+        raise _error(
+            outer,
+            f"offset={layer.offset!r} (NIR's Scale multiplies only; use a "
+            f"Rescaling without offset, or a Dense with a bias).",
+        )
+    scale = np.asarray(layer.scale, np.float32)
+    try:
+        scale = state.layout.to_nir(scale)
+    except ValueError as error:
+        raise _error(
+            outer,
+            f"scale of shape {scale.shape} does not broadcast to its "
+            f"{state.layout.shape} features (batch and time axes excluded).",
+        ) from error
+    return state.nir.Scale(scale=scale)
+
+
+def _export_spiking(layer, outer, state):
+    state.dts[layer.name] = dt_value(layer.dt)
+    activation = keras.activations.serialize(layer.activation)
+    if activation != "relu":
+        raise _error(
+            outer,
+            f"activation {activation!r}: NIR's IF neuron fires at the rate "
+            f"relu(x); no NIR node fires at other rates.",
+        )
+    if layer.neuron != "if":
+        state.approximation(
+            outer,
+            "neuron='rate' rectifies the input at every step "
+            "(v += max(x, 0) dt), NIR's IF integrates negative input too: the "
+            "same only where the input is never negative",
+            "Use neuron='if' (exact at any depth), or export with approximate=True.",
+        )
+        state.rectified.append(layer.name)
+    if layer.initial_voltage != 0.0:
+        state.approximation(
+            outer,
+            f"initial_voltage={layer.initial_voltage!r}; NIR neurons start at 0",
+            "Create it with initial_voltage=0, or export with approximate=True.",
+        )
+    ones = np.ones(state.layout.nir_shape, np.float32)
+    return state.nir.IF(r=ones, v_threshold=ones, v_reset=np.zeros_like(ones))
+
+
+def _export_filter(layer, outer, state):
+    state.dts[layer.name] = dt_value(layer.dt)
+    if np.any(_array(layer.initial_level) != 0):
+        state.approximation(
+            outer,
+            "a non-zero initial level; NIR filters start at 0",
+            "Set it to 0, or export with approximate=True.",
+        )
+    tau = state.layout.to_nir(_array(layer.tau))
+    ones, zeros = np.ones_like(tau), np.zeros_like(tau)
+    if isinstance(layer, Lowpass):
+        return state.nir.LI(tau=tau, r=ones, v_leak=zeros)
+    return state.nir.CubaLI(
+        tau_syn=tau, tau_mem=tau.copy(), r=ones, v_leak=zeros, w_in=ones
+    )
+
+
+def _export_nothing(layer, outer, state):
+    return None
+
+
+def _export_temporal_avg_pool(layer, outer, state):
+    reason = "TemporalAvgPool (NIR graphs output every step)"
+    if not state.last:
+        raise _error(outer, f"{reason}, other than as the last layer.")
+    state.approximation(
+        outer,
+        f"left out: {reason}",
+        "Remove it, or export with approximate=True to leave it out (average "
+        "the output over time yourself).",
+    )
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Rule:
+    """One row of the mapping: a Keras layer type, its NIR node(s), a note."""
+
+    keras_type: type
+    nir_nodes: str
+    note: str
+    export: object
+
+
+_EXPORT_RULES = (
+    _Rule(
+        keras.layers.Dense,
+        "Affine, Linear",
+        "`Affine(weight=kernel.T, bias)`; `Linear` without a bias; no activation",
+        _export_dense,
+    ),
+    _Rule(
+        keras.layers.Conv2D,
+        "Conv2d",
+        "per step (`TimeDistributed`), channels last, no activation: `weight = "
+        'kernel.transpose(3, 2, 0, 1)`; `"valid"`, or `"same"` where it '
+        "pads evenly (`load`: other symmetric padding becomes `ZeroPadding2D`)",
+        _export_conv2d,
+    ),
+    _Rule(
+        keras.layers.AveragePooling2D,
+        "AvgPool2d",
+        "per step, channels last, without padding",
+        _export_avg_pool,
+    ),
+    _Rule(
+        keras.layers.Flatten,
+        "Flatten",
+        "per step: `Flatten(start_dim=0, end_dim=-1)` of `(C, H, W)`, the next "
+        "`Dense`'s rows permuted from (h, w, c) to (c, h, w); nothing for flat "
+        "features (`load`: a `Flatten` of one axis is nothing, of some axes an "
+        "error)",
+        _export_flatten,
+    ),
+    _Rule(
+        keras.layers.Rescaling,
+        "Scale",
+        "`Scale(scale)` per feature, offset 0 (`convert`'s rate scaling); "
+        "`export(fold_scales=True)` folds it into the nearest weights instead",
+        _export_rescaling,
+    ),
+    _Rule(
+        SpikingActivation,
+        "IF",
+        '`"relu"`, `neuron="if"`, `initial_voltage=0`: `IF(r=1, '
+        "v_threshold=1, v_reset=0)` (`load`: a gain `r / v_threshold` other "
+        "than 1 goes into the `Dense`/`Conv2D` right before it, else into a "
+        "`Rescaling`)",
+        _export_spiking,
+    ),
+    _Rule(
+        Lowpass,
+        "LI",
+        "`LI(tau, r=1, v_leak=0)` (`load`: a gain `r` as for `IF`)",
+        _export_filter,
+    ),
+    _Rule(
+        Alpha,
+        "CubaLI",
+        "`CubaLI(tau_syn=tau, tau_mem=tau, r=1, v_leak=0, w_in=1)` (`load`: "
+        "equal time constants; a gain `r * w_in` as for `IF`)",
+        _export_filter,
+    ),
+    _Rule(
+        keras.layers.Dropout,
+        "",
+        "nothing (identity at inference)",
+        _export_nothing,
+    ),
+    _Rule(
+        TemporalAvgPool,
+        "",
+        "as the last layer, left out with `approximate=True` (average the "
+        "graph's output over time yourself)",
+        _export_temporal_avg_pool,
+    ),
+)
+
+#: Keras layer type -> ``(layer, outer, state) -> NIR node or None``.
+_EXPORTERS = {rule.keras_type: rule.export for rule in _EXPORT_RULES}
+
+
+def mapping_table():
+    """How Keras layers map to NIR nodes, one row per layer type.
+
+    Built from the table that ``export`` dispatches on; ``load`` reverses
+    each row (its own table has a function for each NIR node listed here).
+
+    Returns
+    -------
+    list of (str, str, str)
+        ``(keras_layer, nir_node, note)``; ``nir_node`` lists several nodes
+        separated by ``", "`` and is empty where the layer is not written.
+    """
+    rows = [
+        (
+            "Input",
+            "Input",
+            "`keras.Input((time, *features))`: the features; images `(C, H, W)`",
+        )
+    ]
+    rows += [(r.keras_type.__name__, r.nir_nodes, r.note) for r in _EXPORT_RULES]
+    return rows
+
+
+def _exporter(layer, outer):
+    for cls in type(layer).__mro__:
+        if cls in _EXPORTERS:
+            return _EXPORTERS[cls]
+    raise _error(outer, "no NIR equivalent is implemented for this layer.")
+
+
+def _input_layout(model, model_input):
+    shape = tuple(model_input.shape[2:])  # Keras features (h, w, c) or (n,)
+    if any(size is None for size in shape) or len(shape) not in (1, 3):
+        raise ValueError(
+            f"{_EXPORT} expects inputs (batch, time, features) or (batch, time, "
+            f"height, width, channels) with known feature sizes; model "
+            f"'{model.name}' takes {tuple(model_input.shape)}."
+        )
+    return _Layout(tuple(int(s) for s in shape))
+
+
+def _export_layer(outer, state):
+    # per-step layers wrapped in TimeDistributed (Conv2D, pooling, Flatten)
+    layer = outer.layer if isinstance(outer, keras.layers.TimeDistributed) else outer
+    if getattr(layer, "return_sequences", True) is False:
+        raise _error(outer, "return_sequences=False (NIR outputs every step).")
+    before = state.layout.nir_shape
+    node = _exporter(layer, outer)(layer, outer, state)
+    if node is not None:
+        state.nodes[outer.name] = node
+        state.shapes[outer.name] = (before, state.layout.nir_shape)
+
+
+def _free_name(base, taken):
+    """``base``, or ``base_<i>`` for the first ``i`` not in ``taken``."""
+    name, i = base, 0
+    while name in taken:
+        name, i = f"{base}_{i}", i + 1
+    return name
+
+
+def _common_dt(dts):
+    if len(set(dts.values())) > 1:
+        raise ValueError(
+            f"{_EXPORT} expects every layer to have the same dt; got {dts}."
+        )
+    if dts:
+        return float(next(iter(dts.values())))
+    import keras_spiking
+
+    return float(keras_spiking.default.dt)
+
+
+def _graph_of(state, input_layout, fold_scales):
+    nir = state.nir
+    nodes = dict(state.nodes)
+    metadata = dict(CONVENTIONS)
+    metadata["dt"] = _common_dt(state.dts)
+    metadata["rectified_if_nodes"] = ",".join(state.rectified)
+    metadata["approximations"] = "; ".join(state.approximations)
+    if fold_scales:
+        metadata["folded_scales"] = ",".join(_fold_scales(nir, nodes, state.shapes))
+    first = _free_name("input", nodes)
+    last = _free_name("output", nodes)
+    shape = np.array(state.layout.nir_shape)
+    names = [first, *nodes, last]
+    nodes[first] = nir.Input(input_type={"input": np.array(input_layout.nir_shape)})
+    nodes[last] = nir.Output(output_type={"output": shape})
+    nodes = {name: nodes[name] for name in names}
+    edges = list(zip(names[:-1], names[1:], strict=True))
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
+
+
+def export(model, path=None, *, approximate=False, fold_scales=False):
     """Write ``model`` as a NIR graph.
 
     Parameters
@@ -209,14 +583,23 @@ def export(model, path=None, *, approximate=False):
     model : keras.Model
         A chain of layers (``Sequential``, or functional with one input and
         one output, each layer called once on the previous one's output) of
-        the kinds in the module docstring's table, taking ``(batch, time,
-        *features)`` input.
+        the kinds in ``mapping_table()``, taking ``(batch, time, *features)``
+        input.
     path : str or pathlib.Path, optional
         Where to write the graph (``nir.write``); not written if None.
     approximate : bool
         Write what NIR cannot express exactly as its nearest equivalent
         (listed in ``metadata["approximations"]``) rather than raising: see
         the module docstring.
+    fold_scales : bool
+        Fold every ``Scale`` node (a ``Rescaling`` layer) into the weights
+        of the nearest ``Affine``/``Linear``/``Conv2d`` node before it, or
+        else after it, so that the graph has no ``Scale`` nodes (for readers
+        without them); exact up to float32 rounding.  A ``Scale`` that
+        cannot be folded (only neurons between it and any weights, or a
+        scale that varies within a channel where a convolution or pooling
+        needs one per channel) raises a ``ValueError``.  The folded layers
+        are listed in ``metadata["folded_scales"]``.
 
     Returns
     -------
@@ -224,222 +607,371 @@ def export(model, path=None, *, approximate=False):
         The graph, ``metadata`` holding ``dt`` (seconds) and ``CONVENTIONS``.
     """
     nir = _nir()
-    model_input, layers = _chain(model)
-    shape = tuple(model_input.shape[2:])  # Keras features (h, w, c) or (n,)
-    if any(size is None for size in shape) or len(shape) not in (1, 3):
-        raise ValueError(
-            f"keras_spiking.nir.export expects inputs (batch, time, features) "
-            f"or (batch, time, height, width, channels) with known feature "
-            f"sizes; model '{model.name}' takes {tuple(model_input.shape)}."
-        )
-
-    def nir_shape(shape):
-        return np.array((shape[2], shape[0], shape[1]) if len(shape) == 3 else shape)
-
-    nodes = {"input": nir.Input(input_type={"input": nir_shape(shape)})}
-    names = ["input"]
-    approximations, rectified, dts = [], [], {}
-    # with a flattened image, NIR index i holds Keras flat index order[i]
-    order = None
-
-    def add(node):
-        nodes[outer.name] = node
-        names.append(outer.name)
-
+    model_input, layers = _graph.chain(model, _EXPORT)
+    input_layout = _input_layout(model, model_input)
+    state = _ExportState(nir=nir, layout=input_layout, approximate=approximate)
     for position, outer in enumerate(layers):
-        # per-step layers wrapped in TimeDistributed (Conv2D, pooling, Flatten)
-        layer = (
-            outer.layer if isinstance(outer, keras.layers.TimeDistributed) else outer
-        )
-        if getattr(layer, "return_sequences", True) is False:
-            raise _error(outer, "return_sequences=False (NIR outputs every step).")
-        if isinstance(layer, keras.layers.Dropout):
-            continue
-        if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D)) and (
-            keras.activations.serialize(layer.activation) != "linear"
-        ):
-            raise _error(
-                outer,
-                f"activation {keras.activations.serialize(layer.activation)!r} "
-                f"(NIR has no activation nodes; use SpikingActivation).",
-            )
-        if isinstance(layer, keras.layers.Dense):
-            if len(shape) != 1:
-                raise _error(outer, f"it acts on {shape} features; Flatten first.")
-            kernel = np.asarray(_array(layer.kernel), np.float32)
-            if order is not None:
-                kernel = kernel[order]
-            weight = np.ascontiguousarray(kernel.T)
-            if layer.use_bias:
-                node = nir.Affine(weight=weight, bias=np.asarray(_array(layer.bias)))
-            else:
-                node = nir.Linear(weight=weight)
-            add(node)
-            shape, order = (layer.units,), None
-        elif isinstance(layer, keras.layers.Conv2D):
-            if layer.data_format != "channels_last" or len(shape) != 3:
-                raise _error(outer, "only channels-last images are supported.")
-            if layer.groups != 1:
-                raise _error(outer, f"groups={layer.groups} (only 1 is supported).")
-            spatial = shape[:2]
-            padding = _padding(
-                layer,
-                spatial,
-                layer.kernel_size,
-                layer.strides,
-                layer.dilation_rate,
-                outer,
-            )
-            kernel = np.asarray(_array(layer.kernel), np.float32)
-            bias = (
-                np.asarray(_array(layer.bias), np.float32)
-                if layer.use_bias
-                else np.zeros(layer.filters, np.float32)
-            )
-            node = nir.Conv2d(
-                input_shape=tuple(int(s) for s in spatial),
-                weight=np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)),
-                stride=tuple(layer.strides),
-                padding=padding,
-                dilation=tuple(layer.dilation_rate),
-                groups=layer.groups,
-                bias=bias,
-            )
-            add(node)
-            shape = tuple(layer.compute_output_shape((1,) + shape)[1:])
-        elif isinstance(layer, keras.layers.AveragePooling2D):
-            if layer.data_format != "channels_last" or len(shape) != 3:
-                raise _error(outer, "only channels-last images are supported.")
-            pads = [0, 0]
-            if layer.padding == "same":
-                pads = [
-                    _same_padding(s, k, st, 1)
-                    for s, k, st in zip(
-                        shape[:2], layer.pool_size, layer.strides, strict=True
-                    )
-                ]
-            if any(pads):
-                raise _error(
-                    outer,
-                    "padding='same' pads here, and Keras then averages over the "
-                    "cells inside the image only, which NIR's AvgPool2d cannot "
-                    "say; use padding='valid'.",
-                )
-            add(
-                nir.AvgPool2d(
-                    kernel_size=np.array(layer.pool_size),
-                    stride=np.array(layer.strides),
-                    padding=np.array([0, 0]),
-                ),
-            )
-            shape = tuple(layer.compute_output_shape((1,) + shape)[1:])
-        elif isinstance(layer, keras.layers.Flatten):
-            if len(shape) == 3:
-                h, w, c = shape
-                order = np.arange(h * w * c).reshape(h, w, c).transpose(2, 0, 1)
-                order = order.reshape(-1)
-                add(
-                    nir.Flatten(
-                        input_type={"input": nir_shape(shape)},
-                        start_dim=0,
-                        end_dim=-1,
-                    ),
-                )
-                shape = (h * w * c,)
-        elif isinstance(layer, SpikingActivation):
-            dts[layer.name] = _layer_dt(layer)
-            activation = keras.activations.serialize(layer.activation)
-            if activation != "relu":
-                raise _error(
-                    outer,
-                    f"activation {activation!r}: NIR's IF neuron fires at the "
-                    f"rate relu(x); no NIR node fires at other rates.",
-                )
-            if layer.neuron != "if":
-                reason = (
-                    "neuron='rate' rectifies the input at every step "
-                    "(v += max(x, 0) dt), NIR's IF integrates negative input "
-                    "too: the same only where the input is never negative"
-                )
-                if not approximate:
-                    raise _error(
-                        outer,
-                        f"{reason}. Use neuron='if' (exact at any depth), or "
-                        f"export with approximate=True.",
-                    )
-                approximations.append(f"{layer.name}: {reason}")
-                rectified.append(layer.name)
-            if layer.initial_voltage != 0.0:
-                reason = (
-                    f"initial_voltage={layer.initial_voltage!r}; NIR neurons start at 0"
-                )
-                if not approximate:
-                    raise _error(
-                        outer,
-                        f"{reason}. Create it with initial_voltage=0, or export "
-                        f"with approximate=True.",
-                    )
-                approximations.append(f"{layer.name}: {reason}")
-            ones = np.ones(nir_shape(shape), np.float32)
-            add(nir.IF(r=ones, v_threshold=ones, v_reset=np.zeros_like(ones)))
-        elif isinstance(layer, (Lowpass, Alpha)):
-            dts[layer.name] = _layer_dt(layer)
-            level = np.asarray(_array(layer.initial_level))
-            if np.any(level != 0):
-                reason = "a non-zero initial level; NIR filters start at 0"
-                if not approximate:
-                    raise _error(
-                        outer,
-                        f"{reason}. Set it to 0, or export with approximate=True.",
-                    )
-                approximations.append(f"{layer.name}: {reason}")
-            tau = _to_nir_features(_array(layer.tau), shape, order)
-            ones = np.ones_like(tau)
-            zeros = np.zeros_like(tau)
-            if isinstance(layer, Lowpass):
-                node = nir.LI(tau=tau, r=ones, v_leak=zeros)
-            else:
-                node = nir.CubaLI(
-                    tau_syn=tau, tau_mem=tau.copy(), r=ones, v_leak=zeros, w_in=ones
-                )
-            add(node)
-        elif isinstance(layer, TemporalAvgPool) and position == len(layers) - 1:
-            reason = "TemporalAvgPool (NIR graphs output every step)"
-            if not approximate:
-                raise _error(
-                    outer,
-                    f"{reason}. Remove it, or export with approximate=True to "
-                    f"leave it out (average the output over time yourself).",
-                )
-            approximations.append(f"{layer.name}: left out: {reason}")
-        else:
-            raise _error(outer, "no NIR equivalent is implemented for this layer.")
-
-    if len(set(dts.values())) > 1:
-        raise ValueError(
-            f"keras_spiking.nir.export expects every layer to have the same dt; "
-            f"got {dts}."
-        )
-    nodes["output"] = nir.Output(output_type={"output": nir_shape(shape)})
-    names.append("output")
-    edges = list(zip(names[:-1], names[1:], strict=True))
-    metadata = dict(CONVENTIONS)
-    metadata["dt"] = float(next(iter(dts.values()), _default_dt()))
-    metadata["rectified_if_nodes"] = ",".join(rectified)
-    metadata["approximations"] = "; ".join(approximations)
-    graph = nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
+        state.last = position == len(layers) - 1
+        _export_layer(outer, state)
+    graph = _graph_of(state, input_layout, fold_scales)
     if path is not None:
         nir.write(path, graph)
     return graph
 
 
-def _default_dt():
-    import keras_spiking
+# ------------------------------------------------------------ fold_scales ---
 
-    return keras_spiking.default.dt
+
+def _per_channel(scale):
+    """A ``(C, ...)`` scale as ``(C,)``, or None if it varies in a channel."""
+    scale = scale.reshape(scale.shape[0], -1)
+    if not np.all(scale == scale[:, :1]):
+        return None
+    return scale[:, 0]
+
+
+def _scale_into(nir, node, scale, side):
+    """Scale the weights of ``node`` on its ``side`` ("out" or "in") by
+    ``scale`` (that side's full NIR shape); whether it could be done."""
+    if isinstance(node, nir.Conv2d):
+        scale = _per_channel(scale)
+        shape = (-1, 1, 1, 1) if side == "out" else (1, -1, 1, 1)
+    else:
+        scale = scale.reshape(-1)
+        shape = (-1, 1) if side == "out" else (1, -1)
+    if scale is None:
+        return False
+    node.weight = np.asarray(node.weight, np.float32) * scale.reshape(shape)
+    if side == "out" and hasattr(node, "bias"):
+        node.bias = np.asarray(node.bias, np.float32) * scale
+    return True
+
+
+def _scale_across(nir, node, scale, target):
+    """``scale`` (the full NIR shape on one side of ``node``) moved to its
+    other side, of shape ``target``; None if it cannot be."""
+    if isinstance(node, (nir.LI, nir.CubaLI, nir.Scale)):
+        return scale  # linear and elementwise: they commute with a scaling
+    if isinstance(node, nir.Flatten):
+        return scale.reshape(target)
+    if isinstance(node, nir.AvgPool2d):
+        channels = _per_channel(scale)
+        if channels is not None:
+            return np.broadcast_to(channels.reshape(-1, 1, 1), target)
+    return None
+
+
+def _fold_towards(nir, names, nodes, shapes, index, step):
+    """Fold the ``Scale`` node ``names[index]`` into the first weights
+    ``step`` (-1: before, 1: after) of it; whether done."""
+    scale = np.asarray(nodes[names[index]].scale, np.float32)
+    position = index + step
+    while scale is not None and 0 <= position < len(names):
+        node = nodes[names[position]]
+        if isinstance(node, (nir.Affine, nir.Linear, nir.Conv2d)):
+            return _scale_into(nir, node, scale, "out" if step < 0 else "in")
+        # moving back: to the node's input shape; forward: to its output's
+        target = shapes[names[position]][step > 0]
+        scale = _scale_across(nir, node, scale, target)
+        position += step
+    return False
+
+
+def _fold_scales(nir, nodes, shapes):
+    """Fold every ``Scale`` node of ``nodes`` (in order) into weights, in
+    place; the names of the nodes removed."""
+    scales = [name for name, node in nodes.items() if isinstance(node, nir.Scale)]
+    for name in scales:
+        names = list(nodes)
+        index = names.index(name)
+        if not any(
+            _fold_towards(nir, names, nodes, shapes, index, step) for step in (-1, 1)
+        ):
+            raise ValueError(
+                f"{_EXPORT}(fold_scales=True) cannot fold layer '{name}' "
+                f"(Rescaling) into weights: no Dense or Conv2D is reached from "
+                f"it across only Flatten, AveragePooling2D, filter and "
+                f"Rescaling layers, with one scale per channel where a Conv2D "
+                f"or pooling layer needs it; export with fold_scales=False to "
+                f"keep it as a Scale node."
+            )
+        del nodes[name]
+    return scales
 
 
 # ------------------------------------------------------------------ load ---
+
+
+@dataclasses.dataclass
+class _Spec:
+    """One Keras layer of the model ``load`` builds, and its values."""
+
+    layer: keras.layers.Layer
+    weights: list = None  # for ``set_weights``
+    tau: np.ndarray = None  # for a filter's ``tau``
+
+    @property
+    def weight_layer(self):
+        """The ``Dense``/``Conv2D`` (unwrapped) whose weights these are."""
+        inner = getattr(self.layer, "layer", self.layer)
+        if self.weights and isinstance(
+            inner, (keras.layers.Dense, keras.layers.Conv2D)
+        ):
+            return inner
+        return None
+
+
+@dataclasses.dataclass
+class _LoadState:
+    """What ``load`` carries from one node to the next."""
+
+    nir: object
+    dt: float
+    rectified: set
+    layout: _Layout
+    taken: set
+    specs: list = dataclasses.field(default_factory=list)
+
+    def add(self, layer, weights=None, tau=None):
+        self.taken.add(layer.name)
+        self.specs.append(_Spec(layer, weights, tau))
+
+    def name(self, base):
+        """A layer name not used by the graph or by the layers so far."""
+        return _free_name(base, self.taken)
+
+
+def _load_error(name, node, reason):
+    return ValueError(
+        f"{_LOAD} cannot build node '{name}' ({type(node).__name__}): {reason}"
+    )
+
+
+def _per_step(layer, name):
+    """``layer`` applied at every step (``TimeDistributed``), named ``name``."""
+    return keras.layers.TimeDistributed(layer, name=name)
+
+
+def _ints(values, count=2):
+    return tuple(int(v) for v in np.broadcast_to(np.asarray(values), (count,)))
+
+
+def _keras_values(name, node, values, what, state):
+    """NIR per-feature ``values`` in Keras' layout, or a clear error."""
+    try:
+        return state.layout.to_keras(values)
+    except ValueError as error:
+        raise _load_error(
+            name,
+            node,
+            f"{what} of shape {np.shape(values)} does not broadcast to its "
+            f"input's shape {state.layout.nir_shape}.",
+        ) from error
+
+
+def _load_dense(name, node, state):
+    if len(state.layout.shape) != 1:
+        raise _load_error(
+            name, node, f"acts on {state.layout.shape} features; Flatten first."
+        )
+    weight = np.asarray(node.weight, np.float32)
+    kernel = weight.T
+    if state.layout.order is not None:
+        kernel = kernel[np.argsort(state.layout.order)]
+    has_bias = isinstance(node, state.nir.Affine)
+    weights = [kernel]
+    if has_bias:
+        bias = np.broadcast_to(np.asarray(node.bias, np.float32), weight.shape[:1])
+        weights.append(np.array(bias))
+    layer = keras.layers.Dense(weight.shape[0], use_bias=has_bias, name=name)
+    state.add(layer, weights)
+    state.layout = _Layout((weight.shape[0],))
+
+
+def _conv_padding(name, node, kernel_size, dilation, stride):
+    """A ``Conv2d`` node's padding as two integers, or a clear error."""
+    padding = node.padding
+    if isinstance(padding, bytes):
+        padding = padding.decode()
+    if not isinstance(padding, str):
+        return _ints(padding)
+    if padding == "valid":
+        return (0, 0)
+    if padding != "same":
+        raise _load_error(name, node, f"padding {padding!r}.")
+    if stride != (1, 1):
+        raise _load_error(name, node, "padding 'same' with a stride.")
+    spans = [d * (k - 1) for k, d in zip(kernel_size, dilation, strict=True)]
+    if any(span % 2 for span in spans):
+        raise _load_error(name, node, "asymmetric 'same' padding.")
+    return tuple(span // 2 for span in spans)
+
+
+def _keras_padding(name, padding, kernel_size, stride, dilation, state):
+    """``"same"`` or ``"valid"`` for symmetric ``padding``, adding a
+    ``ZeroPadding2D`` where neither is it."""
+    if not any(padding):
+        return "valid"
+    same = _same_totals(state.layout.shape[:2], kernel_size, stride, dilation)
+    if [2 * p for p in padding] == same:
+        return "same"
+    pad = keras.layers.ZeroPadding2D(padding)
+    state.add(_per_step(pad, state.name(f"{name}_padding")))
+    state.layout = state.layout.after(pad)
+    return "valid"
+
+
+def _load_conv2d(name, node, state):
+    if len(state.layout.shape) != 3:
+        raise _load_error(name, node, f"acts on {state.layout.shape} features.")
+    weight = np.asarray(node.weight, np.float32)
+    stride, dilation = _ints(node.stride), _ints(node.dilation)
+    kernel_size = weight.shape[2:]
+    padding = _conv_padding(name, node, kernel_size, dilation, stride)
+    layer = keras.layers.Conv2D(
+        weight.shape[0],
+        kernel_size,
+        strides=stride,
+        padding=_keras_padding(name, padding, kernel_size, stride, dilation, state),
+        dilation_rate=dilation,
+        groups=int(node.groups),
+    )
+    bias = np.broadcast_to(
+        np.asarray(node.bias, np.float32).reshape(-1), weight.shape[:1]
+    )
+    state.add(_per_step(layer, name), [weight.transpose(2, 3, 1, 0), np.array(bias)])
+    state.layout = state.layout.after(layer)
+
+
+def _load_avg_pool(name, node, state):
+    if len(state.layout.shape) != 3:
+        raise _load_error(name, node, f"acts on {state.layout.shape} features.")
+    if np.any(np.asarray(node.padding) != 0):
+        raise _load_error(name, node, "padding (Keras cannot say it).")
+    layer = keras.layers.AveragePooling2D(
+        _ints(node.kernel_size), strides=_ints(node.stride)
+    )
+    state.add(_per_step(layer, name))
+    state.layout = state.layout.after(layer)
+
+
+def _load_flatten(name, node, state):
+    rank = len(state.layout.shape)
+    start, end = int(node.start_dim), int(node.end_dim)
+    start, end = start + rank * (start < 0), end + rank * (end < 0)
+    if not 0 <= start <= end < rank:
+        raise _load_error(
+            name,
+            node,
+            f"start_dim={node.start_dim}, end_dim={node.end_dim} for an input "
+            f"of shape {state.layout.nir_shape} (NIR counts the axes without "
+            f"the batch and time axes).",
+        )
+    if start == end:
+        return  # one axis: nothing changes
+    if (start, end) != (0, rank - 1):
+        raise _load_error(
+            name,
+            node,
+            f"start_dim={node.start_dim}, end_dim={node.end_dim} flattens only "
+            f"some axes of {state.layout.nir_shape}; keras_spiking builds "
+            f"features of one axis or channels-last images (flatten all: "
+            f"start_dim=0, end_dim=-1).",
+        )
+    state.add(_per_step(keras.layers.Flatten(), name))
+    state.layout = state.layout.flattened()
+
+
+def _rescaling(values, name):
+    """A ``Rescaling`` by per-feature ``values`` (Keras layout)."""
+    values = np.asarray(values, np.float32)
+    if np.all(values == values.flat[0]):
+        return keras.layers.Rescaling(float(values.flat[0]), name=name)
+    return keras.layers.Rescaling(values, name=name)
+
+
+def _load_scale(name, node, state):
+    scale = _keras_values(name, node, node.scale, "scale", state)
+    state.add(_rescaling(scale, name))
+
+
+def _weight_factor(spec, gain):
+    """``gain`` (Keras layout) as a factor on the outputs of ``spec``'s
+    ``Dense``/``Conv2D`` weights (one per channel), or None."""
+    inner = spec.weight_layer if spec is not None else None
+    if isinstance(inner, keras.layers.Dense):
+        return gain
+    if isinstance(inner, keras.layers.Conv2D):
+        channels = gain.reshape(-1, gain.shape[-1])
+        if np.all(channels == channels[:1]):
+            return channels[0]
+    return None
+
+
+def _fold_gain(name, node, gain, state):
+    """Multiply the input of the next layer by ``gain`` (NIR's per-feature
+    ``r``, or ``r / v_threshold``): into the weights of the layer before it,
+    where it is a ``Dense``, or a ``Conv2D`` with one gain per channel; else
+    as a ``Rescaling`` named ``<name>_gain``."""
+    gain = _keras_values(name, node, gain, "the gain", state)
+    if np.all(gain == 1):
+        return
+    previous = state.specs[-1] if state.specs else None
+    factor = _weight_factor(previous, gain)
+    if factor is None:
+        state.add(_rescaling(gain, state.name(f"{name}_gain")))
+        return
+    previous.weights = [(w * factor).astype(np.float32) for w in previous.weights]
+
+
+def _load_if(name, node, state):
+    if np.any(np.asarray(node.v_reset) != 0):
+        raise _load_error(name, node, "v_reset other than 0.")
+    threshold = np.asarray(node.v_threshold, np.float64)
+    if np.any(threshold <= 0):
+        raise _load_error(name, node, "v_threshold not positive.")
+    _fold_gain(name, node, np.asarray(node.r, np.float64) / threshold, state)
+    layer = SpikingActivation(
+        "relu",
+        dt=state.dt,
+        neuron="rate" if name in state.rectified else "if",
+        initial_voltage=0.0,
+        name=name,
+    )
+    state.add(layer)
+
+
+def _load_filter(name, node, state, cls, tau, gain):
+    if np.any(np.asarray(node.v_leak) != 0):
+        raise _load_error(name, node, "v_leak other than 0.")
+    _fold_gain(name, node, gain, state)
+    tau = _keras_values(name, node, tau, "tau", state).astype(np.float32)
+    state.add(cls(float(tau.flat[0]), dt=state.dt, name=name), tau=tau)
+
+
+def _load_li(name, node, state):
+    _load_filter(name, node, state, Lowpass, node.tau, node.r)
+
+
+def _load_cuba_li(name, node, state):
+    if not np.array_equal(node.tau_syn, node.tau_mem):
+        raise _load_error(name, node, "tau_syn != tau_mem (Alpha has one tau).")
+    gain = np.asarray(node.r, np.float64) * np.asarray(node.w_in, np.float64)
+    _load_filter(name, node, state, Alpha, node.tau_mem, gain)
+
+
+#: NIR node type name -> ``(name, node, state) -> None`` (adds Keras layers).
+_LOADERS = {
+    "Affine": _load_dense,
+    "Linear": _load_dense,
+    "Conv2d": _load_conv2d,
+    "AvgPool2d": _load_avg_pool,
+    "Flatten": _load_flatten,
+    "Scale": _load_scale,
+    "IF": _load_if,
+    "LI": _load_li,
+    "CubaLI": _load_cuba_li,
+}
 
 
 def _metadata_value(metadata, key, default=None):
@@ -451,64 +983,97 @@ def _metadata_value(metadata, key, default=None):
     return value
 
 
-def _load_error(name, node, reason):
-    return ValueError(
-        f"keras_spiking.nir.load cannot build node '{name}' "
-        f"({type(node).__name__}): {reason}"
-    )
-
-
-def _chain_of(graph):
-    """The graph's node names from its single input to its single output."""
+def _following(graph):
     following = {}
     for source, target in graph.edges:
         if source in following:
             raise ValueError(
-                f"keras_spiking.nir.load expects a chain of nodes; node "
-                f"'{source}' has several outgoing edges."
+                f"{_LOAD} expects a chain of nodes; node '{source}' has several "
+                f"outgoing edges."
             )
         following[source] = target
-    nir = _nir()
+    return following
+
+
+def _chain_of(nir, graph):
+    """The graph's node names from its single input to its single output."""
+    following = _following(graph)
     starts = [n for n, node in graph.nodes.items() if isinstance(node, nir.Input)]
     if len(starts) != 1:
-        raise ValueError(
-            f"keras_spiking.nir.load expects one Input node; got {len(starts)}."
-        )
+        raise ValueError(f"{_LOAD} expects one Input node; got {len(starts)}.")
     chain = [starts[0]]
     while chain[-1] in following:
         chain.append(following[chain[-1]])
         if len(chain) > len(graph.nodes):
-            raise ValueError("keras_spiking.nir.load: the graph has a cycle.")
-    if not isinstance(graph.nodes[chain[-1]], nir.Output) or len(chain) != len(
-        graph.nodes
-    ):
+            raise ValueError(f"{_LOAD}: the graph has a cycle.")
+    last = graph.nodes[chain[-1]]
+    if not isinstance(last, nir.Output) or len(chain) != len(graph.nodes):
         raise ValueError(
-            "keras_spiking.nir.load expects a chain of nodes from the Input to "
-            "the Output that covers the whole graph."
+            f"{_LOAD} expects a chain of nodes from the Input to the Output "
+            f"that covers the whole graph."
         )
     return chain
 
 
-def _per_step(layer, name):
-    """``layer`` applied at every step (``TimeDistributed``), named ``name``."""
-    return keras.layers.TimeDistributed(layer, name=name)
+def _graph_dt(metadata, dt):
+    if dt is None:
+        dt = _metadata_value(metadata, "dt")
+        if dt is None:
+            raise ValueError(
+                f"{_LOAD} needs `dt` (seconds): the graph's metadata has none."
+            )
+    return float(dt)
+
+
+def _input_of(name, node):
+    shape = tuple(int(s) for s in np.asarray(node.input_type["input"]).reshape(-1))
+    if len(shape) == 3:
+        return _Layout((shape[1], shape[2], shape[0]))
+    if len(shape) == 1:
+        return _Layout(shape)
+    raise _load_error(name, node, f"input shape {shape}: 1 or 3 axes.")
+
+
+def _load_node(name, node, state):
+    for cls in type(node).__mro__:
+        if cls.__name__ in _LOADERS and cls.__module__.startswith("nir"):
+            return _LOADERS[cls.__name__](name, node, state)
+    raise _load_error(name, node, "no Keras equivalent is implemented.")
+
+
+def _build(inputs, specs):
+    x = inputs
+    for spec in specs:
+        x = spec.layer(x)
+    model = keras.Model(inputs, x)
+    for spec in specs:
+        if spec.weights is not None:
+            spec.layer.set_weights(spec.weights)
+        if spec.tau is not None:
+            spec.layer.tau.assign(spec.tau)
+    return model
 
 
 def load(graph_or_path, dt=None):
     """Build a Keras model from a NIR graph (the inverse of ``export``).
 
-    Nodes map back as in the module docstring's table: ``IF`` to
+    Nodes map back as in ``mapping_table()``: ``IF`` to
     ``SpikingActivation("relu", neuron="if")`` (the rectifying
     ``neuron="rate"`` for the nodes that ``export(approximate=True)`` listed
     in ``metadata["rectified_if_nodes"]``), ``LI`` to ``Lowpass``,
-    ``CubaLI`` with equal time constants to ``Alpha``, ``Conv2d`` with
-    symmetric padding to ``Conv2D`` (``"same"`` where that is Keras'
-    padding, else ``ZeroPadding2D`` and ``"valid"``).  Neurons and filters
-    start at 0.  ``IF`` nodes follow this package's conventions (subtractive
-    reset, several spikes per step; see the module docstring), whoever
-    wrote the graph; an ``IF`` or ``LI`` gain ``r`` (and an ``IF``
-    threshold, as ``r / v_threshold``) that is not 1 is folded into the
-    preceding ``Affine``/``Linear``/``Conv2d``.
+    ``CubaLI`` with equal time constants to ``Alpha``, ``Scale`` to
+    ``Rescaling``, ``Conv2d`` with symmetric padding to ``Conv2D``
+    (``"same"`` where that is Keras' padding, else ``ZeroPadding2D`` and
+    ``"valid"``), ``Flatten`` of all axes to ``Flatten`` (of one axis: to
+    nothing; of some axes: an error).  Neurons and filters start at 0.
+    ``IF`` nodes follow this package's conventions (subtractive reset,
+    several spikes per step; see the module docstring), whoever wrote the
+    graph.  An ``IF``, ``LI`` or ``CubaLI`` gain (``r``; for ``IF``
+    ``r / v_threshold``; for ``CubaLI`` ``r * w_in``) that is not 1 is
+    folded into the ``Dense``/``Conv2D`` right before it (for a
+    convolution: where it is the same across each channel), else applied
+    by a ``Rescaling`` layer named ``<node>_gain`` before the neuron or
+    filter.  Each layer is named after its node.
 
     Parameters
     ----------
@@ -528,193 +1093,19 @@ def load(graph_or_path, dt=None):
     if not isinstance(graph, nir.NIRGraph):
         graph = nir.read(graph_or_path)
     metadata = graph.metadata if isinstance(graph.metadata, dict) else {}
-    if dt is None:
-        dt = _metadata_value(metadata, "dt")
-        if dt is None:
-            raise ValueError(
-                "keras_spiking.nir.load needs `dt` (seconds): the graph's "
-                "metadata has none."
-            )
-    dt = float(dt)
-    rectified = set(
-        filter(
-            None, str(_metadata_value(metadata, "rectified_if_nodes", "")).split(",")
-        )
+    rectified = str(_metadata_value(metadata, "rectified_if_nodes", ""))
+    chain = _chain_of(nir, graph)
+    state = _LoadState(
+        nir=nir,
+        dt=_graph_dt(metadata, dt),
+        rectified=set(filter(None, rectified.split(","))),
+        layout=_input_of(chain[0], graph.nodes[chain[0]]),
+        taken=set(graph.nodes),
     )
-    chain = _chain_of(graph)
-
-    first = graph.nodes[chain[0]]
-    shape = tuple(int(s) for s in np.asarray(first.input_type["input"]).reshape(-1))
-    if len(shape) == 3:
-        keras_shape = (shape[1], shape[2], shape[0])
-    elif len(shape) == 1:
-        keras_shape = shape
-    else:
-        raise _load_error(chain[0], first, f"input shape {shape}: 1 or 3 axes.")
-    inputs = keras.Input((None,) + keras_shape, name=chain[0])
-    specs = []  # [layer, weights or None, gain target index]
-    shape = keras_shape
-    order = None  # after Flatten of an image: Keras flat index of NIR index i
-
-    def fold(name, node, gain):
-        """Multiply the previous weight layer's outputs by ``gain``."""
-        gain = np.asarray(gain, np.float64)
-        if np.all(gain == 1):
-            return
-        gain = gain.reshape(-1)
-        if not specs or specs[-1][1] is None:
-            raise _load_error(
-                name,
-                node,
-                "a gain r (or r / v_threshold) other than 1 right after a node "
-                "without weights.",
-            )
-        layer, weights = specs[-1][0], specs[-1][1]
-        if isinstance(getattr(layer, "layer", None), keras.layers.Conv2D):
-            channels = gain.reshape(layer.filters, -1)  # NIR (c, h, w) order
-            if not np.all(channels == channels[:, :1]):
-                raise _load_error(name, node, "a gain that varies within a channel.")
-            gain = channels[:, 0]
-        specs[-1][1] = [(w * gain).astype(np.float32) for w in weights]
-
+    inputs = keras.Input((None,) + state.layout.shape, name=chain[0])
     for name in chain[1:-1]:
-        node = graph.nodes[name]
-        if isinstance(node, (nir.Affine, nir.Linear)):
-            if len(shape) != 1:
-                raise _load_error(
-                    name, node, f"acts on {shape} features; Flatten first."
-                )
-            weight = np.asarray(node.weight, np.float32)
-            kernel = weight.T
-            if order is not None:
-                kernel = kernel[np.argsort(order)]
-            has_bias = isinstance(node, nir.Affine)
-            layer = keras.layers.Dense(weight.shape[0], use_bias=has_bias, name=name)
-            weights = [kernel] + (
-                [np.asarray(node.bias, np.float32)] if has_bias else []
-            )
-            specs.append([layer, weights])
-            shape, order = (weight.shape[0],), None
-        elif isinstance(node, nir.Conv2d):
-            if len(shape) != 3:
-                raise _load_error(name, node, f"acts on {shape} features.")
-            weight = np.asarray(node.weight, np.float32)
-            stride = tuple(int(s) for s in np.broadcast_to(node.stride, (2,)))
-            dilation = tuple(int(s) for s in np.broadcast_to(node.dilation, (2,)))
-            kernel_size = weight.shape[2:]
-            padding = node.padding
-            if isinstance(padding, (str, bytes)):
-                padding = padding.decode() if isinstance(padding, bytes) else padding
-                if padding == "same" and stride != (1, 1):
-                    raise _load_error(name, node, "padding 'same' with a stride.")
-                if padding == "same":
-                    padding = tuple(
-                        (d * (k - 1)) // 2
-                        for k, d in zip(kernel_size, dilation, strict=True)
-                    )
-                    if any(
-                        (d * (k - 1)) % 2
-                        for k, d in zip(kernel_size, dilation, strict=True)
-                    ):
-                        raise _load_error(name, node, "asymmetric 'same' padding.")
-                else:
-                    padding = (0, 0)
-            padding = tuple(int(p) for p in np.broadcast_to(padding, (2,)))
-            keras_padding = "valid"
-            if any(padding):
-                same = [
-                    _same_padding(s, k, st, d)
-                    for s, k, st, d in zip(
-                        shape[:2], kernel_size, stride, dilation, strict=True
-                    )
-                ]
-                if [2 * p for p in padding] == same:
-                    keras_padding = "same"
-                else:
-                    pad_layer = keras.layers.ZeroPadding2D(padding)
-                    specs.append([_per_step(pad_layer, f"{name}_padding"), None])
-                    shape = (
-                        shape[0] + 2 * padding[0],
-                        shape[1] + 2 * padding[1],
-                        shape[2],
-                    )
-            groups = int(node.groups)
-            layer = keras.layers.Conv2D(
-                weight.shape[0],
-                kernel_size,
-                strides=stride,
-                padding=keras_padding,
-                dilation_rate=dilation,
-                groups=groups,
-            )
-            bias = np.asarray(node.bias, np.float32).reshape(-1)
-            if bias.size == 1 and weight.shape[0] != 1:
-                bias = np.full(weight.shape[0], bias[0], np.float32)
-            specs.append([_per_step(layer, name), [weight.transpose(2, 3, 1, 0), bias]])
-            shape = tuple(layer.compute_output_shape((1,) + shape)[1:])
-        elif isinstance(node, nir.AvgPool2d):
-            if np.any(np.asarray(node.padding) != 0):
-                raise _load_error(name, node, "padding (Keras cannot say it).")
-            layer = keras.layers.AveragePooling2D(
-                tuple(int(k) for k in np.broadcast_to(node.kernel_size, (2,))),
-                strides=tuple(int(k) for k in np.broadcast_to(node.stride, (2,))),
-            )
-            specs.append([_per_step(layer, name), None])
-            shape = tuple(layer.compute_output_shape((1,) + shape)[1:])
-        elif isinstance(node, nir.Flatten):
-            if len(shape) == 3:
-                h, w, c = shape
-                order = np.arange(h * w * c).reshape(h, w, c).transpose(2, 0, 1)
-                order = order.reshape(-1)
-                shape = (h * w * c,)
-            specs.append([_per_step(keras.layers.Flatten(), name), None])
-        elif isinstance(node, nir.IF):
-            if np.any(np.asarray(node.v_reset) != 0):
-                raise _load_error(name, node, "v_reset other than 0.")
-            fold(name, node, np.asarray(node.r) / np.asarray(node.v_threshold))
-            layer = SpikingActivation(
-                "relu",
-                dt=dt,
-                neuron="rate" if name in rectified else "if",
-                initial_voltage=0.0,
-                name=name,
-            )
-            specs.append([layer, None])
-        elif isinstance(node, (nir.LI, nir.CubaLI)):
-            if np.any(np.asarray(node.v_leak) != 0):
-                raise _load_error(name, node, "v_leak other than 0.")
-            if isinstance(node, nir.LI):
-                tau, gain, cls = node.tau, node.r, Lowpass
-            else:
-                if not np.array_equal(node.tau_syn, node.tau_mem):
-                    raise _load_error(
-                        name, node, "tau_syn != tau_mem (Alpha has one tau)."
-                    )
-                tau, cls = node.tau_mem, Alpha
-                gain = np.asarray(node.r) * np.asarray(node.w_in)
-            fold(name, node, gain)
-            tau = np.asarray(tau, np.float32).reshape(-1)
-            if len(shape) == 3:
-                c, h, w = shape[2], shape[0], shape[1]
-                tau = np.broadcast_to(tau, (c * h * w,)).reshape(c, h, w)
-                tau = tau.transpose(1, 2, 0)
-            elif order is not None:
-                tau = np.broadcast_to(tau, (math.prod(shape),))[np.argsort(order)]
-            tau = np.broadcast_to(tau, shape).astype(np.float32)
-            layer = cls(float(tau.flat[0]), dt=dt, name=name)
-            specs.append([layer, ("tau", tau)])
-        else:
-            raise _load_error(name, node, "no Keras equivalent is implemented.")
+        _load_node(name, graph.nodes[name], state)
+    return _build(inputs, state.specs)
 
-    x = inputs
-    for layer, _ in specs:
-        x = layer(x)
-    model = keras.Model(inputs, x)
-    for layer, weights in specs:
-        if weights is None:
-            continue
-        if isinstance(weights, tuple):
-            layer.tau.assign(weights[1])
-        else:
-            layer.set_weights(weights)
-    return model
+
+__all__ = ["CONVENTIONS", "export", "load", "mapping_table"]

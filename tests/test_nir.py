@@ -13,16 +13,20 @@ Three kinds of checks:
   inputs), filters to 1e-6;
 * layouts (channels-last Keras against channels-first NIR) against the
   simulator's NCHW convolution, pooling and flattening to 1e-5, and the
-  cases NIR cannot express.
+  cases NIR cannot express;
+* models from ``keras_spiking.convert`` (their ``Rescaling`` layers as
+  ``Scale`` nodes, or folded into the weights), layer names that the
+  graph's Input/Output nodes would take, and what ``load`` does with gains
+  (``r / v_threshold``) and ``Flatten`` dims, against the simulator.
 """
 
 import keras
 import numpy as np
 import pytest
 
-nir = pytest.importorskip(
-    "nir", reason="keras_spiking.nir needs the optional `nir` package (nir==1.0.8)"
-)
+from tests.harness import optional_import
+
+nir = optional_import("nir", "keras_spiking.nir")
 
 import keras_spiking  # noqa: E402
 from keras_spiking import SpikingActivation  # noqa: E402
@@ -87,6 +91,15 @@ def avg_pool(x, node):
     return out / (kh * kw)
 
 
+def flatten(x, start, end):
+    """NIR's Flatten: axes ``start..end`` of the features (the axes after
+    the batch axis) merged into one."""
+    features = x.shape[1:]
+    start, end = (d + len(features) if d < 0 else d for d in (start, end))
+    merged = int(np.prod(features[start : end + 1]))
+    return x.reshape((x.shape[0], *features[:start], merged, *features[end + 1 :]))
+
+
 def simulate(graph, x, dt):
     """Run a chain-shaped NIR graph on ``x`` (``(batch, time, *input shape)``,
     channels first), under the conventions ``export`` records.
@@ -114,8 +127,9 @@ def simulate(graph, x, dt):
             elif isinstance(node, nir.AvgPool2d):
                 value = avg_pool(value, node)
             elif isinstance(node, nir.Flatten):
-                assert node.start_dim == 0 and node.end_dim == -1
-                value = value.reshape(value.shape[0], -1)
+                value = flatten(value, node.start_dim, node.end_dim)
+            elif isinstance(node, nir.Scale):
+                value = value * np.asarray(node.scale, np.float64)
             elif isinstance(node, nir.IF):
                 v = states.get(name, 0.0) + node.r * value * dt
                 n = np.maximum(np.floor(v / node.v_threshold), 0)
@@ -496,9 +510,7 @@ def test_sinabs_reads_the_first_layer_spike_for_spike(neuron):
     dt = 1 on non-negative input, for both modes (exported with
     ``approximate=True`` for the rectifying one).  sinabs pins
     ``nir<=1.0.4``: install it beside nir 1.0.8 with ``--no-deps``."""
-    sinabs_nir = pytest.importorskip(
-        "sinabs.nir", reason="optional cross-check: sinabs is not installed"
-    )
+    sinabs_nir = optional_import("sinabs.nir", "the NIR cross-check against sinabs")
     import torch
 
     inputs = keras.Input((None, 3))
@@ -521,3 +533,385 @@ def test_sinabs_reads_the_first_layer_spike_for_spike(neuron):
     want = model.predict(x, verbose=0)
     np.testing.assert_array_equal(out.numpy().reshape(want.shape), want)
     assert (want >= 2).any()  # several spikes per step occur
+
+
+# -------------------------------------------------------- converted models ---
+
+
+def dense_ann():
+    inputs = keras.Input((6,), name="x")
+    x = keras.layers.Dense(8, activation="relu", name="fc1")(inputs)
+    x = keras.layers.Dense(5, activation="relu", name="fc2")(x)
+    return keras.Model(inputs, keras.layers.Dense(3, name="output")(x))
+
+
+def conv_ann():
+    """The shape of examples/convert_cnn.py, small: its head is named
+    "output", the name of the graph's own Output node."""
+    inputs = keras.Input((6, 6, 2), name="image")
+    x = keras.layers.Conv2D(3, 3, padding="same", activation="relu", name="conv")(
+        inputs
+    )
+    x = keras.layers.AveragePooling2D(2, name="pool")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(5, activation="relu", name="fc")(x)
+    return keras.Model(inputs, keras.layers.Dense(4, name="output")(x))
+
+
+ANNS = {"dense": dense_ann, "conv": conv_ann}
+
+
+def zero_initial_voltages(model):
+    """``model`` with its spiking layers starting at voltage 0 (NIR's
+    initial state; ``convert`` seeds random ones), same weights."""
+
+    def clone(layer):
+        config = layer.get_config()
+        if isinstance(layer, SpikingActivation):
+            config["initial_voltage"] = 0.0
+        return type(layer).from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def spiking_names(model):
+    return [
+        layer.name for layer in model.layers if isinstance(layer, SpikingActivation)
+    ]
+
+
+def repeated(images, steps):
+    return np.repeat(images[:, None], steps, axis=1)
+
+
+@pytest.mark.parametrize("kind", ANNS)
+def test_converted_model_round_trip(kind, tmp_path):
+    """``convert(normalize="max")`` wraps each spiking layer in ``Rescaling``
+    layers: they export as ``Scale`` nodes and load back as ``Rescaling``,
+    and the loaded model spikes as the converted one does, exactly."""
+    ann = ANNS[kind]()
+    rng = np.random.default_rng(7)
+    for layer in ann.layers:
+        if layer.weights:
+            layer.set_weights([rng.normal(0, 0.5, w.shape) for w in layer.weights])
+    shape = tuple(ann.inputs[0].shape[1:])
+    calibration = rng.uniform(0, 1, (16, *shape)).astype("float32")
+    converted = keras_spiking.convert(
+        ann, normalize="max", calibration_data=calibration, output="sequence"
+    )
+    model = zero_initial_voltages(converted)
+    path = tmp_path / "converted.nir"
+    graph = knir.export(model, path)
+    scales = [name for name, node in graph.nodes.items() if isinstance(node, nir.Scale)]
+    assert len(scales) == 2 * len(spiking_names(model)) and scales
+    assert graph.metadata["approximations"] == ""
+    loaded = knir.load(path)
+    assert [(layer.name, type(layer)) for layer in loaded.layers[1:]] == [
+        (layer.name, type(layer)) for layer in model.layers[1:]
+    ]
+    x = repeated(calibration[:4], 30)
+    names = spiking_names(model)
+    outputs = [model.get_layer(n).output for n in names] + [model.outputs[0]]
+    want = keras.Model(model.inputs, outputs).predict(x, verbose=0)
+    outputs = [loaded.get_layer(n).output for n in names] + [loaded.outputs[0]]
+    got = keras.Model(loaded.inputs, outputs).predict(x, verbose=0)
+    for name, g, w in zip(names + ["output"], got, want, strict=True):
+        np.testing.assert_array_equal(g, w, err_msg=name)
+        assert np.abs(w).sum() > 0, name
+
+
+def scaled_dyadic_conversion(kind, scale=4.0, dt=0.125):
+    """A converted model whose arithmetic is exact in float32: dyadic
+    weights and a power-of-two rate scale."""
+    ann = ANNS[kind]()
+    set_dyadic_weights(ann, seed=8, low=-0.5, high=1.0)
+    converted = keras_spiking.convert(
+        ann, scale_firing_rates=scale, dt=dt, output="sequence"
+    )
+    return zero_initial_voltages(converted)
+
+
+@pytest.mark.parametrize("kind", ANNS)
+def test_fold_scales(kind):
+    """``fold_scales=True`` folds each ``Scale`` into the weights before it
+    (the rate scale ``s`` on the way in) or after it (``1 / s`` on the way
+    out, across pooling and flattening): same spikes, with power-of-two
+    scales exactly."""
+    model = scaled_dyadic_conversion(kind)
+    graph = knir.export(model, fold_scales=True)
+    assert not any(isinstance(node, nir.Scale) for node in graph.nodes.values())
+    folded = graph.metadata["folded_scales"].split(",")
+    assert folded == [n for n in knir.export(model).nodes if "_scale_" in n]
+    if kind == "dense":  # by hand: fc1 * 4 (in); fc2 / 4 (in), * 4 (out)
+        for name, factor in (("fc1", 4.0), ("fc2", 1.0), ("output", 0.25)):
+            kernel, bias = model.get_layer(name).get_weights()
+            np.testing.assert_array_equal(graph.nodes[name].weight, factor * kernel.T)
+            bias_factor = 1.0 if name == "output" else 4.0
+            np.testing.assert_array_equal(graph.nodes[name].bias, bias_factor * bias)
+    loaded = knir.load(graph)
+    rng = np.random.default_rng(9)
+    x = repeated(dyadic(rng, (3, *model.inputs[0].shape[2:]), 0.0, 1.0), 40)
+    names = spiking_names(model)
+    want = probe(model, names).predict(x, verbose=0)
+    got = probe(loaded, names).predict(x, verbose=0)
+    for name, g, w in zip(names, got, want, strict=True):
+        np.testing.assert_array_equal(g, w, err_msg=name)
+        assert w.sum() > 0, name
+    np.testing.assert_array_equal(
+        loaded.predict(x, verbose=0), model.predict(x, verbose=0)
+    )
+
+
+def test_fold_scales_needs_weights_to_fold_into():
+    inputs = keras.Input((None, 3))
+    x = keras.layers.Dense(4, name="dense")(inputs)
+    x = spiking(name="if")(x)
+    model = keras.Model(inputs, keras.layers.Rescaling(0.5, name="out_scale")(x))
+    assert isinstance(knir.export(model).nodes["out_scale"], nir.Scale)
+    with pytest.raises(ValueError, match="fold_scales.*'out_scale'.*into weights"):
+        knir.export(model, fold_scales=True)
+
+
+def test_rescaling_per_feature_and_offset():
+    """A per-feature scale keeps its features (CHW in the graph) through
+    export and load; an offset has no NIR node."""
+    inputs = keras.Input((None, 2, 2, 3))
+    scale = np.arange(1, 13, dtype="float32").reshape(2, 2, 3) / 4
+    x = keras.layers.Rescaling(scale, name="scale")(inputs)
+    model = keras.Model(inputs, x)
+    graph = knir.export(model)
+    np.testing.assert_array_equal(graph.nodes["scale"].scale, scale.transpose(2, 0, 1))
+    x = np.random.default_rng(10).normal(size=(2, 3, 2, 2, 3)).astype("float32")
+    np.testing.assert_array_equal(
+        knir.load(graph, dt=1.0).predict(x, verbose=0), model.predict(x, verbose=0)
+    )
+    offset = keras.layers.Rescaling(2.0, offset=1.0, name="shift")
+    with pytest.raises(ValueError, match="'shift'.*offset=1.0"):
+        single(offset)
+
+
+# ------------------------------------------------------------ node names ---
+
+
+def test_layers_named_input_and_output(tmp_path):
+    """Layers named like the graph's Input/Output nodes keep their names
+    (the IO nodes give way) through export, nir.write/read and load."""
+    inputs = keras.Input((None, 3), name="x")
+    x = keras.layers.Dense(4, name="input")(inputs)
+    x = spiking(name="if")(x)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="output")(x))
+    set_dyadic_weights(model, seed=11)
+    path = tmp_path / "names.nir"
+    graph = knir.export(model, path)
+    assert isinstance(graph.nodes["input"], nir.Affine)
+    assert isinstance(graph.nodes["output"], nir.Affine)
+    assert isinstance(graph.nodes["input_0"], nir.Input)
+    assert isinstance(graph.nodes["output_0"], nir.Output)
+    loaded = knir.load(path)
+    assert [layer.name for layer in loaded.layers] == [
+        "input_0",
+        "input",
+        "if",
+        "output",
+    ]
+    x = dyadic(np.random.default_rng(12), (2, 20, 3), 0.0, 2.0)
+    np.testing.assert_array_equal(
+        loaded.predict(x, verbose=0), model.predict(x, verbose=0)
+    )
+
+
+# --------------------------------------------------------- gains on load ---
+
+
+def conv_if_graph(v_threshold):
+    """Conv2d (dyadic weights) then IF(r=1, v_threshold), from a model."""
+    inputs = keras.Input((None, 6, 6, 2))
+    x = TD(keras.layers.Conv2D(3, 3, padding="same"), name="conv")(inputs)
+    model = keras.Model(inputs, spiking(name="if")(x))
+    set_dyadic_weights(model, seed=13)
+    graph = knir.export(model)
+    shape = graph.nodes["if"].v_threshold.shape  # (C, H, W)
+    graph.nodes["if"].v_threshold = np.broadcast_to(
+        np.asarray(v_threshold, np.float32), shape
+    ).copy()
+    return graph
+
+
+# v_threshold (broadcast to (C, H, W)), and whether load needs a Rescaling
+THRESHOLDS = {
+    "uniform": (0.5, False),
+    "per channel": (np.array([0.5, 1.0, 2.0]).reshape(3, 1, 1), False),
+    "within a channel": (np.array([0.5, 2.0] * 3).reshape(1, 6, 1), True),
+}
+
+
+@pytest.mark.parametrize(
+    "threshold, rescaling", THRESHOLDS.values(), ids=THRESHOLDS.keys()
+)
+def test_load_conv_if_with_threshold(threshold, rescaling):
+    """An IF after a Conv2d with v_threshold != 1: the gain 1 / v_threshold
+    goes into the convolution (the same in each channel) or a Rescaling
+    (varying within a channel); spikes as the NumPy IF, exactly."""
+    graph = conv_if_graph(threshold)
+    model = knir.load(graph, dt=1.0)
+    x = dyadic(np.random.default_rng(14), (2, 30, 6, 6, 2), -1.0, 2.0)
+    got = np.moveaxis(model.predict(x, verbose=0), -1, 2)
+    want = simulate(graph, to_nchw(x), 1.0)["if"]
+    np.testing.assert_array_equal(got, want)
+    assert want.sum() > 10
+    layers = [type(layer).__name__ for layer in model.layers]
+    assert ("Rescaling" in layers) == rescaling, layers
+
+
+def filter_graph(nodes):
+    """Input(3) -> Affine -> ``nodes`` -> Output, dyadic weights."""
+    rng = np.random.default_rng(15)
+    weight = dyadic(rng, (3, 3), -0.5, 1.0)
+    named = {
+        "input": nir.Input(input_type={"input": np.array([3])}),
+        "affine": nir.Affine(weight=weight, bias=dyadic(rng, (3,), 0.0, 0.5)),
+        **nodes,
+        "output": nir.Output(output_type={"output": np.array([3])}),
+    }
+    names = list(named)
+    edges = list(zip(names[:-1], names[1:], strict=True))
+    return nir.NIRGraph(
+        nodes=named, edges=edges, metadata=dict(knir.CONVENTIONS, dt=1.0)
+    )
+
+
+def unit_if(threshold=1.0):
+    ones = np.ones(3, np.float32)
+    return nir.IF(r=ones, v_threshold=threshold * ones, v_reset=0 * ones)
+
+
+def unit_li(r=1.0):
+    ones = np.ones(3, np.float32)
+    return nir.LI(tau=4 * ones, r=r * ones, v_leak=0 * ones)
+
+
+GAINS_AFTER = {
+    "LI after LI": {"li1": unit_li(), "li2": unit_li(r=2.0)},
+    "LI after IF": {"if1": unit_if(), "li2": unit_li(r=2.0)},
+    "IF after IF": {"if1": unit_if(), "if2": unit_if(threshold=0.5)},
+}
+
+
+@pytest.mark.parametrize("nodes", GAINS_AFTER.values(), ids=GAINS_AFTER.keys())
+def test_load_gain_after_a_node_without_weights(nodes):
+    """A gain on a node that does not follow weights becomes a Rescaling
+    named after the node: the same as the NumPy simulator."""
+    graph = filter_graph(nodes)
+    model = knir.load(graph)
+    last = list(nodes)[-1]
+    assert isinstance(model.get_layer(f"{last}_gain"), keras.layers.Rescaling)
+    x = dyadic(np.random.default_rng(16), (2, 30, 3), 0.0, 2.0)
+    got = model.predict(x, verbose=0)
+    want = simulate(graph, x, 1.0)[last]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6 * np.abs(want).max())
+    assert np.abs(want).max() > 0
+
+
+# --------------------------------------------------------------- Flatten ---
+
+
+def flatten_graph(*flattens):
+    """Input(2, 4, 4) -> the Flatten nodes ``(start_dim, end_dim)`` ->
+    Affine(5) -> Output."""
+    shape = np.array([2, 4, 4])
+    nodes = {"input": nir.Input(input_type={"input": shape})}
+    for i, (start, end) in enumerate(flattens):
+        node = nir.Flatten(input_type={"input": shape}, start_dim=start, end_dim=end)
+        nodes[f"flat{i}"] = node
+        shape = node.output_type["output"]
+    rng = np.random.default_rng(20)
+    weight = rng.normal(size=(5, int(np.prod(shape)))).astype("float32")
+    nodes["affine"] = nir.Affine(weight=weight, bias=np.zeros(5, np.float32))
+    nodes["output"] = nir.Output(output_type={"output": np.array([5])})
+    names = list(nodes)
+    edges = list(zip(names[:-1], names[1:], strict=True))
+    return nir.NIRGraph(
+        nodes=nodes, edges=edges, metadata=dict(knir.CONVENTIONS, dt=1.0)
+    )
+
+
+@pytest.mark.parametrize(
+    "flattens",
+    [[(0, -1)], [(0, 2)], [(-3, -1)], [(1, 1), (0, -1)], [(0, -1), (0, 0)]],
+    ids=str,
+)
+def test_load_flatten_dims(flattens):
+    """NIR's Flatten dims count the axes after the batch axis: all of them
+    flattened is Keras' Flatten, one of them is nothing."""
+    graph = flatten_graph(*flattens)
+    model = knir.load(graph)
+    x = np.random.default_rng(17).normal(size=(2, 3, 4, 4, 2)).astype("float32")
+    want = simulate(graph, to_nchw(x), 1.0)["affine"]
+    np.testing.assert_allclose(model.predict(x, verbose=0), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "dims, match",
+    [((1, -1), "start_dim=1, end_dim=-1 flattens only some"), ((0, 3), "end_dim=3")],
+)
+def test_load_flatten_dims_keras_cannot_build(dims, match):
+    graph = flatten_graph((0, -1))
+    graph.nodes["flat0"].start_dim, graph.nodes["flat0"].end_dim = dims
+    with pytest.raises(ValueError, match=f"'flat0' \\(Flatten\\).*{match}"):
+        knir.load(graph)
+
+
+# -------------------------------------------------------------- the chain ---
+
+
+def test_export_needs_a_chain():
+    inputs = keras.Input((None, 3))
+    x = keras.layers.Dense(3, name="a")(inputs)
+    model = keras.Model(inputs, keras.layers.Add(name="skip")([x, inputs]))
+    with pytest.raises(ValueError, match="keras_spiking.nir.export.*chain"):
+        knir.export(model)
+    with pytest.raises(TypeError, match="keras_spiking.nir.export.*keras.Model"):
+        knir.export(keras.layers.Dense(3))
+
+
+# ---------------------------------------------------------- mapping table ---
+
+
+def test_mapping_table_covers_the_lookup_tables():
+    rows = knir.mapping_table()
+    assert all(len(row) == 3 and all(isinstance(c, str) for c in row) for row in rows)
+    keras_layers = {row[0] for row in rows}
+    assert {cls.__name__ for cls in knir._EXPORTERS} <= keras_layers
+    nir_nodes = {node for row in rows for node in row[1].split(", ") if node}
+    assert set(knir._LOADERS) <= nir_nodes
+    for name in nir_nodes:
+        assert issubclass(getattr(nir, name), nir.NIRNode), name
+
+
+def test_sinabs_reads_a_converted_model_with_folded_scales():
+    """sinabs has no Scale node: a converted model exported with
+    ``fold_scales=True`` (scales in the weights) runs there, with the same
+    first-layer spikes (dt = 1, non-negative input and weights)."""
+    sinabs_nir = optional_import("sinabs.nir", "the NIR cross-check against sinabs")
+    import torch
+
+    inputs = keras.Input((3,))
+    x = keras.layers.Dense(4, activation="relu", name="fc")(inputs)
+    ann = keras.Model(inputs, keras.layers.Dense(2, name="head")(x))
+    set_dyadic_weights(ann, seed=18, low=0.0, high=1.0)
+    model = zero_initial_voltages(
+        keras_spiking.convert(ann, scale_firing_rates=2.0, dt=1.0, output="sequence")
+    )
+    graph = knir.export(model, fold_scales=True)
+    batch, steps = 2, 30
+    x = dyadic(np.random.default_rng(19), (batch, steps, 3), 0.0, 2.0)
+    net = sinabs_nir.from_nir(graph, batch_size=batch)
+    with torch.no_grad():
+        out = net(torch.tensor(x.reshape(batch * steps, 3)))
+    if isinstance(out, tuple):  # nirtorch >= 2 also returns its state
+        out = out[0]
+    want = model.predict(x, verbose=0)
+    np.testing.assert_allclose(out.numpy().reshape(want.shape), want, rtol=1e-6)
+    assert (want != 0).any()
