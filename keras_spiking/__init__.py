@@ -2,7 +2,8 @@
 
 Wrap an activation in ``SpikingActivation`` to turn it into spiking neurons,
 smooth spikes with the ``Lowpass`` and ``Alpha`` filters, and average them over
-time with ``TemporalAvgPool``.
+time with ``TemporalAvgPool``; train leaky integrate-and-fire neurons through
+time with surrogate gradients (``LIF``, ``CubaLIF``, ``ALIF``).
 """
 
 from keras_spiking import (
@@ -10,7 +11,9 @@ from keras_spiking import (
     config,
     constraints,
     layers,
+    lif,
     regularizers,
+    surrogates,
     version,
 )
 from keras_spiking.activity import measure_activity
@@ -18,6 +21,7 @@ from keras_spiking.cells import AlphaCell, LowpassCell, SpikingActivationCell
 from keras_spiking.config import default
 from keras_spiking.conversion import convert
 from keras_spiking.filters import Alpha, Lowpass
+from keras_spiking.lif import ALIF, LIF, CubaLIF
 from keras_spiking.model_energy import ModelEnergy
 from keras_spiking.pooling import TemporalAvgPool
 from keras_spiking.spiking_activation import SpikingActivation
@@ -28,8 +32,11 @@ __copyright__ = version.copyright
 __license__ = "Apache-2.0; see LICENSE"
 
 __all__ = [
+    "ALIF",
     "Alpha",
     "AlphaCell",
+    "CubaLIF",
+    "LIF",
     "Lowpass",
     "LowpassCell",
     "ModelEnergy",
@@ -42,9 +49,11 @@ __all__ = [
     "convert",
     "default",
     "layers",
+    "lif",
     "measure_activity",
     "regularizers",
     "reset_states",
     "stateful_copy",
+    "surrogates",
     "version",
 ]
