@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 import keras_spiking
-from keras_spiking.conversion import fold_batch_norm
+from keras_spiking.conversion import LastStep, fold_batch_norm
 from tests import references
+from tests.harness import run_layer_test
 
 RNG = np.random.default_rng(0)
 
@@ -336,6 +337,13 @@ def test_unsupported_layers_and_activations():
 
     with pytest.raises(ValueError, match=r"no graph of layers"):
         keras_spiking.convert(Sub())
+    called = Sub()
+    called(np.ones((2, 4), np.float32))  # built, but still no graph
+    with pytest.raises(ValueError, match=r"subclassed model.*'sub"):
+        keras_spiking.convert(called)
+    lam = keras.Sequential([keras.Input((4,)), keras.layers.Lambda(lambda x: 2 * x)])
+    with pytest.raises(ValueError, match=r"layer 'lambda.*\(Lambda\) cannot be"):
+        keras_spiking.convert(lam)
     with pytest.raises(TypeError, match=r"keras.Model"):
         keras_spiking.convert(keras.layers.Dense(3))
 
@@ -362,5 +370,251 @@ def test_bad_arguments():
         keras_spiking.convert(model, scale_firing_rates="2")
     with pytest.raises(TypeError, match=r"`seed`"):
         keras_spiking.convert(model, seed=1.5)
+    with pytest.raises(TypeError, match=r"`spiking` to be True or False; got 0"):
+        keras_spiking.convert(model, spiking=0)
     with pytest.raises(ValueError, match=r"key 'nope'"):
         keras_spiking.convert(model, swap_activations={"nope": "relu"})
+
+
+# ------------------------------------------------ shared layers and folding --
+
+
+def shared_dense_model(case):
+    """One Dense called twice (on the input and on its ReLU), each call's
+    output followed by a BatchNormalization or not, as ``case`` says."""
+    inp = keras.Input((5,))
+    dense = keras.layers.Dense(4, name="shared")
+    a = dense(inp)
+    b = dense(keras.layers.ReLU(name="pre")(inp))
+    bn1 = keras.layers.BatchNormalization(name="bn1")
+    bn2 = keras.layers.BatchNormalization(name="bn2")
+    if case == "first":
+        a = bn1(a)
+    elif case == "second":
+        b = bn1(b)
+    elif case == "same_layer":
+        a, b = bn1(a), bn1(b)
+    elif case in ("different", "equal_statistics"):
+        a, b = bn1(a), bn2(b)
+    elif case == "bn_shared_elsewhere":
+        # bn1 also normalises another Dense's ReLU output: not foldable there
+        other = keras.layers.Activation("relu")(keras.layers.Dense(4)(inp))
+        a, b = bn1(a), bn1(b)
+        b = keras.layers.Add()([b, bn1(other)])
+    out = keras.layers.Concatenate()([a, b])
+    model = keras.Model(inp, keras.layers.Activation("relu", name="out")(out))
+    rng = np.random.default_rng(9)
+    dense.set_weights([rng.normal(0, 1, (5, 4)), rng.normal(0, 0.5, 4)])
+    randomize_batch_norms(model, rng)
+    if case == "equal_statistics":
+        bn2.set_weights(bn1.get_weights())
+    return model
+
+
+def batch_norms_in(model):
+    return [
+        lay
+        for lay in model.layers
+        if isinstance(getattr(lay, "layer", lay), keras.layers.BatchNormalization)
+    ]
+
+
+@pytest.mark.parametrize(
+    "case,n_kept",
+    [
+        ("first", 1),  # the second call has no BN: folding would change it
+        ("second", 1),
+        ("same_layer", 0),  # every call followed by the same BN: folded
+        ("different", 2),  # different statistics: no shared folded weights
+        ("equal_statistics", 0),  # two BN layers that fold to the same weights
+        ("bn_shared_elsewhere", 1),  # folded after the Dense, kept after the ReLU
+    ],
+)
+def test_shared_layer_batch_norm(case, n_kept):
+    """A Dense shared by two calls: the rate model equals the ANN (1e-5) in
+    every case, and a BatchNormalization is folded only when it is exact for
+    both calls (the number of BatchNormalization layers kept as per-step
+    layers, counted by hand)."""
+    model = shared_dense_model(case)
+    x = np.random.default_rng(10).normal(0, 1, (6, 5)).astype(np.float32)
+    ann = predict(model, x)
+    for kwargs in ({}, {"normalize": "90%", "calibration_data": x}):
+        rate = keras_spiking.convert(model, spiking=False, output="sequence", **kwargs)
+        np.testing.assert_allclose(
+            predict(rate, repeat(x, 2)), np.repeat(ann[:, None], 2, 1), atol=1e-5
+        )
+        assert len(batch_norms_in(rate)) == n_kept
+        # the shared Dense stays one layer with one set of weights
+        assert sum(lay.name == "shared" for lay in rate.layers) == 1
+
+
+def test_normalize_shared_layer_uses_every_call():
+    """A ReLU Dense called on two inputs: its one rate scale is set by the
+    percentile of its activations over both calls (NumPy reference)."""
+    rng = np.random.default_rng(11)
+    in1, in2 = keras.Input((3,), name="in1"), keras.Input((3,), name="in2")
+    dense = keras.layers.Dense(4, activation="relu", name="hidden")
+    out = keras.layers.Concatenate()([dense(in1), dense(in2)])
+    model = keras.Model([in1, in2], out)
+    w = rng.normal(0, 1, (3, 4)).astype(np.float32)
+    b = rng.normal(0, 0.5, 4).astype(np.float32)
+    dense.set_weights([w, b])
+    x1 = rng.uniform(0, 5, (40, 3)).astype(np.float32)  # the larger activations
+    x2 = rng.uniform(0, 1, (40, 3)).astype(np.float32)
+    relu = np.maximum(np.concatenate([x1, x2]).astype(np.float64) @ w + b, 0)
+    converted = keras_spiking.convert(
+        model, dt=0.01, normalize="90%", calibration_data=[x1, x2]
+    )
+    scale_in = converted.get_layer("hidden_spiking_scale_in").scale
+    np.testing.assert_allclose(
+        scale_in, 1 / (np.percentile(relu, 90) * 0.01), rtol=1e-5
+    )
+
+
+# -------------------------------------------------------------- LastStep --
+
+
+@pytest.mark.parametrize("time_major", [False, True])
+def test_last_step(time_major):
+    """The last step of ``(batch, time, ...)`` or ``(time, batch, ...)``."""
+    x = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
+    layer = LastStep(time_major=time_major)
+    expected = x[-1] if time_major else x[:, -1]
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(x)), expected)
+    assert layer.compute_output_shape((2, 3, 4)) == expected.shape
+    assert layer.compute_output_shape((None, 3, 4)) == (
+        (3, 4) if time_major else (None, 4)
+    )
+    again = LastStep.from_config(layer.get_config())
+    assert again.time_major is time_major
+    run_layer_test(
+        LastStep,
+        {"time_major": time_major},
+        input_shape=(2, 3, 4),
+        expected_output_shape=expected.shape,
+        expected_num_trainable_weights=0,
+        supports_masking=False,
+    )
+
+
+def test_last_step_bad_input():
+    """A clear error, naming the layer, for an input without a time axis or
+    a ``time_major`` that is not a bool."""
+    with pytest.raises(ValueError, match=r"'last'.*\(LastStep\).*rank >= 3"):
+        LastStep(name="last")(keras.Input((4,)))
+    with pytest.raises(ValueError, match=r"'last'.*\(time, batch, \.\.\.\)"):
+        LastStep(time_major=True, name="last").compute_output_shape((2, 4))
+    with pytest.raises(TypeError, match=r"`time_major`.*got 'yes'"):
+        LastStep(time_major="yes")
+
+
+# ------------------------------------------------------- argument checks --
+
+
+def small_model():
+    return keras.Sequential(
+        [keras.Input((3,)), keras.layers.Dense(2, activation="relu", name="h")]
+    )
+
+
+@pytest.mark.parametrize("spiking", [True, False])
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        ({"neuron": "lif"}, ValueError, r"`neuron`.*\('rate', 'if'\).*'lif'"),
+        ({"n_steps": 0}, ValueError, r"`n_steps`.*positive int.*got 0"),
+        ({"n_steps": 2.5}, TypeError, r"`n_steps`.*positive int.*2\.5"),
+        ({"n_steps": True}, TypeError, r"`n_steps`.*positive int.*True"),
+        ({"name": 3}, TypeError, r"`name`.*string.*got 3"),
+        ({"max_to_avg_pool": "yes"}, TypeError, r"`max_to_avg_pool`.*'yes'"),
+        ({"spiking_aware_training": 1}, TypeError, r"`spiking_aware_training`"),
+        ({"scale_firing_rates": [2.0]}, TypeError, r"`scale_firing_rates`.*\[2"),
+        ({"scale_firing_rates": float("inf")}, ValueError, r"finite float > 0"),
+        ({"scale_firing_rates": float("nan")}, ValueError, r"finite float > 0"),
+        ({"scale_firing_rates": {"h": "2"}}, TypeError, r"\['h'\].*'2'"),
+        ({"scale_firing_rates": {1: 2.0}}, TypeError, r"keys.*layer names.*1"),
+        ({"synapse": -1.0, "output": "lowpass"}, ValueError, r"`synapse`.*-1"),
+        ({"calibration_data": np.ones((2, 3))}, ValueError, r"only with `normal"),
+        ({"swap_activations": {"tanh": "nope"}}, ValueError, r"\['tanh'\].*'nope'"),
+        ({"unknown_option": 1}, TypeError, r"unexpected keyword.*unknown_option"),
+        ({"initial_voltage": 1.0}, ValueError, r"`initial_voltage`.*\[0, 1\).*1\.0"),
+        ({"initial_voltage": "zero"}, ValueError, r"`initial_voltage`.*'zero'"),
+    ],
+)
+def test_bad_arguments_whatever_spiking(kwargs, error, match, spiking):
+    """Every argument is checked up front, for the rate model too."""
+    with pytest.raises(error, match=match):
+        keras_spiking.convert(small_model(), spiking=spiking, **kwargs)
+
+
+@pytest.mark.parametrize("spiking", [True, False])
+def test_if_neurons_take_relu_only(spiking):
+    """A swap to another rate function needs neuron='rate'."""
+    model = keras.Sequential(
+        [keras.Input((3,)), keras.layers.Dense(2, activation="tanh", name="h")]
+    )
+    swap = {"swap_activations": {"tanh": "sigmoid"}, "spiking": spiking}
+    with pytest.raises(ValueError, match=r"\['tanh'\].*neuron='if'.*'relu' only"):
+        keras_spiking.convert(model, **swap)
+    converted = keras_spiking.convert(model, neuron="rate", **swap)
+    assert converted.get_layer("h_spiking").activation is keras.activations.sigmoid
+
+
+@pytest.mark.parametrize(
+    "data,match",
+    [
+        (np.ones((4, 5, 3)), r"shape \(batch, 3\).*no time axis.*\(4, 5, 3\)"),
+        (np.ones((4, 2)), r"shape \(batch, 3\).*\(4, 2\)"),
+        (np.ones((0, 3)), r"batch >= 1.*\(0, 3\)"),
+        (np.array([["a", "b", "c"]]), r"numbers.*<U1"),
+    ],
+)
+def test_calibration_data_shape(data, match):
+    with pytest.raises(ValueError, match=r"`calibration_data`.*" + match):
+        keras_spiking.convert(small_model(), normalize="max", calibration_data=data)
+
+
+def test_calibration_data_of_several_inputs():
+    in1, in2 = keras.Input((3,)), keras.Input((2,))
+    dense = keras.layers.Dense(2, activation="relu")
+    model = keras.Model([in1, in2], dense(keras.layers.Concatenate()([in1, in2])))
+    x1, x2 = np.ones((4, 3)), np.ones((4, 2))
+    with pytest.raises(ValueError, match=r"list of 2 arrays.*got ndarray"):
+        keras_spiking.convert(model, normalize="max", calibration_data=x1)
+    with pytest.raises(ValueError, match=r"`calibration_data\[1\]`.*\(batch, 2\)"):
+        keras_spiking.convert(model, normalize="max", calibration_data=[x1, x1])
+    with pytest.raises(ValueError, match=r"same number of samples.*\[4, 3\]"):
+        keras_spiking.convert(model, normalize="max", calibration_data=[x1, x2[:3]])
+    converted = keras_spiking.convert(model, normalize="max", calibration_data=[x1, x2])
+    assert len(converted.inputs) == 2
+
+
+def test_normalize_needs_a_time_step():
+    """A dt variable still holding 0 (set later by DtScheduler) cannot turn
+    activations into spikes per step."""
+    dt = keras.Variable(0.0, trainable=False)
+    with pytest.raises(ValueError, match=r"`normalize` needs dt > 0.*dt=0"):
+        keras_spiking.convert(
+            small_model(), dt=dt, normalize="max", calibration_data=np.ones((2, 3))
+        )
+
+
+@pytest.mark.parametrize("initial_voltage", [0.0, 0.25])
+def test_initial_voltage(initial_voltage):
+    """One initial voltage for every neuron: with a constant input ``x`` and
+    ``dt = 1``, an IF neuron starting at ``v0`` has fired
+    ``floor(v0 + t x)`` spikes after ``t`` steps (a NumPy count)."""
+    model = keras.Sequential(
+        [keras.Input((1,)), keras.layers.Dense(1, activation="relu", name="h")]
+    )
+    model.get_layer("h").set_weights([np.ones((1, 1)), np.zeros(1)])
+    converted = keras_spiking.convert(
+        model, dt=1.0, output="sequence", initial_voltage=initial_voltage
+    )
+    layer = converted.get_layer("h_spiking")
+    assert layer.initial_voltage == initial_voltage
+    x = np.full((1, 8, 1), 0.3, "float32")
+    spikes = converted.predict(x, verbose=0)[0, :, 0]
+    t = np.arange(1, 9)
+    want = np.diff(np.floor(initial_voltage + t * np.float32(0.3)), prepend=0.0)
+    np.testing.assert_array_equal(spikes, want)

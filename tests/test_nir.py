@@ -561,21 +561,6 @@ def conv_ann():
 ANNS = {"dense": dense_ann, "conv": conv_ann}
 
 
-def zero_initial_voltages(model):
-    """``model`` with its spiking layers starting at voltage 0 (NIR's
-    initial state; ``convert`` seeds random ones), same weights."""
-
-    def clone(layer):
-        config = layer.get_config()
-        if isinstance(layer, SpikingActivation):
-            config["initial_voltage"] = 0.0
-        return type(layer).from_config(config)
-
-    copy = keras.models.clone_model(model, clone_function=clone)
-    copy.set_weights(model.get_weights())
-    return copy
-
-
 def spiking_names(model):
     return [
         layer.name for layer in model.layers if isinstance(layer, SpikingActivation)
@@ -598,10 +583,14 @@ def test_converted_model_round_trip(kind, tmp_path):
             layer.set_weights([rng.normal(0, 0.5, w.shape) for w in layer.weights])
     shape = tuple(ann.inputs[0].shape[1:])
     calibration = rng.uniform(0, 1, (16, *shape)).astype("float32")
-    converted = keras_spiking.convert(
-        ann, normalize="max", calibration_data=calibration, output="sequence"
+    # NIR neurons start at 0, as convert's do with initial_voltage=0
+    model = keras_spiking.convert(
+        ann,
+        normalize="max",
+        calibration_data=calibration,
+        output="sequence",
+        initial_voltage=0.0,
     )
-    model = zero_initial_voltages(converted)
     path = tmp_path / "converted.nir"
     graph = knir.export(model, path)
     scales = [name for name, node in graph.nodes.items() if isinstance(node, nir.Scale)]
@@ -627,10 +616,9 @@ def scaled_dyadic_conversion(kind, scale=4.0, dt=0.125):
     weights and a power-of-two rate scale."""
     ann = ANNS[kind]()
     set_dyadic_weights(ann, seed=8, low=-0.5, high=1.0)
-    converted = keras_spiking.convert(
-        ann, scale_firing_rates=scale, dt=dt, output="sequence"
+    return keras_spiking.convert(
+        ann, scale_firing_rates=scale, dt=dt, output="sequence", initial_voltage=0.0
     )
-    return zero_initial_voltages(converted)
 
 
 @pytest.mark.parametrize("kind", ANNS)
@@ -901,8 +889,8 @@ def test_sinabs_reads_a_converted_model_with_folded_scales():
     x = keras.layers.Dense(4, activation="relu", name="fc")(inputs)
     ann = keras.Model(inputs, keras.layers.Dense(2, name="head")(x))
     set_dyadic_weights(ann, seed=18, low=0.0, high=1.0)
-    model = zero_initial_voltages(
-        keras_spiking.convert(ann, scale_firing_rates=2.0, dt=1.0, output="sequence")
+    model = keras_spiking.convert(
+        ann, scale_firing_rates=2.0, dt=1.0, output="sequence", initial_voltage=0.0
     )
     graph = knir.export(model, fold_scales=True)
     batch, steps = 2, 30
