@@ -24,11 +24,12 @@
      ``scale_firing_rates=10`` and rate neurons: ten spikes per step at the
      percentile.
 
-3. Test accuracy after 5, 10, 20, 50 and 100 steps, with the output averaged
-   over the steps: the spiking networks run once for 100 steps with
-   ``output="sequence"``; the accuracy after ``n`` steps uses the mean of the
-   first ``n`` outputs, which is what ``output="average"`` gives on ``n``
-   steps (the network is causal and its initial voltages are seeded).
+3. Test accuracy after 5, 10, 20, 50 and 100 steps (``--steps``), with the
+   output averaged over the steps: the spiking networks run once for 100
+   steps with ``output="sequence"``; the accuracy after ``n`` steps uses the
+   mean of the first ``n`` outputs, which is what ``output="average"`` gives
+   on ``n`` steps (the network is causal and its initial voltages are
+   seeded).
 4. ``keras_spiking.measure_activity`` of the last network converted (100
    steps, the first 100 test images).
 
@@ -98,27 +99,27 @@ def cnn():
     return model
 
 
-def accuracy_by_steps(model, x, y, batch_size):
-    """Accuracy after each of ``STEPS`` steps, from one run of ``STEPS[-1]``."""
-    correct = {n: 0 for n in STEPS}
+def accuracy_by_steps(model, x, y, batch_size, steps=STEPS):
+    """Accuracy after each of ``steps`` steps, from one run of ``steps[-1]``."""
+    correct = {n: 0 for n in steps}
     for start in range(0, len(x), batch_size):
         images = x[start : start + batch_size]
-        frames = np.broadcast_to(images[:, None], (len(images), STEPS[-1], 28, 28, 1))
+        frames = np.broadcast_to(images[:, None], (len(images), steps[-1], 28, 28, 1))
         seq = np.asarray(model.predict_on_batch(np.ascontiguousarray(frames)))
         running = np.cumsum(seq, axis=1)
-        for n in STEPS:
+        for n in steps:
             guess = np.argmax(running[:, n - 1], axis=-1)
             correct[n] += int(np.sum(guess == y[start : start + batch_size]))
-    return {n: correct[n] / len(x) for n in STEPS}
+    return {n: correct[n] / len(x) for n in steps}
 
 
-def plot(results, ann, path):
+def plot(results, ann, path, steps=STEPS):
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, accuracy in results.items():
-        ax.plot(STEPS, [100 * accuracy[n] for n in STEPS], "o-", label=label)
+        ax.plot(steps, [100 * accuracy[n] for n in steps], "o-", label=label)
     ax.axhline(100 * ann, color="k", linestyle="--", label="ANN")
     ax.set_xscale("log")
-    ax.set_xticks(STEPS, [str(n) for n in STEPS])
+    ax.set_xticks(steps, [str(n) for n in steps])
     ax.set_xlabel("time steps (dt = 1 ms)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"converted CNN, Fashion-MNIST ({keras.backend.backend()})")
@@ -128,13 +129,13 @@ def plot(results, ann, path):
     plt.close(fig)
 
 
-def table(results, ann):
+def table(results, ann, steps=STEPS):
     labels = list(results)
     lines = [
         "| steps | " + " | ".join(labels) + " | ANN |",
         "|---|" + "---|" * (len(labels) + 1),
     ]
-    for n in STEPS:
+    for n in steps:
         cells = " | ".join(f"{100 * results[k][n]:.2f}" for k in labels)
         lines.append(f"| {n} | {cells} | {100 * ann:.2f} |")
     return "\n".join(lines) + "\n"
@@ -153,6 +154,13 @@ def parse_args(argv):
         "--limit", type=int, default=None, metavar="N", help="first N images only"
     )
     parser.add_argument(
+        "--test-limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="first N test images only (quick checks; after --limit)",
+    )
+    parser.add_argument(
         "--variants",
         default="plain,scale,normalize,normalize_if",
         help="comma-separated conversions to run: plain, scale, normalize, "
@@ -167,9 +175,26 @@ def parse_args(argv):
     parser.add_argument(
         "--batch-size", type=int, default=100, help="images per spiking batch"
     )
+    parser.add_argument(
+        "--steps",
+        default=",".join(str(n) for n in STEPS),
+        help="comma-separated, increasing numbers of steps to report the "
+        "accuracy after (the networks run for the largest)",
+    )
     args = parser.parse_args(argv)
     if args.epochs < 1:
         parser.error(f"--epochs must be >= 1; got {args.epochs}")
+    for name in ("limit", "test_limit"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            flag = "--" + name.replace("_", "-")
+            parser.error(f"{flag} must be >= 1; got {value}")
+    try:
+        args.steps = tuple(int(n) for n in args.steps.split(","))
+    except ValueError:
+        parser.error(f"--steps must be comma-separated integers; got {args.steps!r}")
+    if min(args.steps) < 1 or list(args.steps) != sorted(set(args.steps)):
+        parser.error(f"--steps must be increasing and >= 1; got {args.steps}")
     return args
 
 
@@ -181,6 +206,8 @@ def main(argv=None):
         print(f"error: {error}", file=sys.stderr)
         return 1
     x_train, y_train, x_test, y_test = data
+    if args.test_limit is not None:
+        x_test, y_test = x_test[: args.test_limit], y_test[: args.test_limit]
     x_train = (x_train.astype("float32") / 255)[..., None]
     x_test = (x_test.astype("float32") / 255)[..., None]
     out = pathlib.Path(args.out)
@@ -231,9 +258,11 @@ def main(argv=None):
     for label, kwargs in variants.items():
         start = time.perf_counter()
         snn = keras_spiking.convert(
-            model, output="sequence", seed=args.seed, n_steps=STEPS[-1], **kwargs
+            model, output="sequence", seed=args.seed, n_steps=args.steps[-1], **kwargs
         )
-        results[label] = accuracy_by_steps(snn, x_test, y_test, args.batch_size)
+        results[label] = accuracy_by_steps(
+            snn, x_test, y_test, args.batch_size, args.steps
+        )
         converted[label] = snn
         accuracies = ", ".join(f"{n}: {100 * a:.2f}" for n, a in results[label].items())
         print(
@@ -255,21 +284,21 @@ def main(argv=None):
             if k not in results
         }
         results = {**earlier, **results}
-    text = table(results, ann)
+    text = table(results, ann, args.steps)
     print(text, end="")
     (out / "accuracy.md").write_text(text)
-    plot(results, ann, out / "accuracy.png")
+    plot(results, ann, out / "accuracy.png", args.steps)
     if args.figure:
         pathlib.Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(out / "accuracy.png", args.figure)
 
-    frames = np.repeat(x_test[:N_ACTIVITY, None], STEPS[-1], axis=1)
+    frames = np.repeat(x_test[:N_ACTIVITY, None], args.steps[-1], axis=1)
     label = list(converted)[-1]
     activity = keras_spiking.measure_activity(
         converted[label], frames, batch_size=args.batch_size
     )
     activity_text = activity.table()
-    print(f"activity of the {label} network ({STEPS[-1]} steps):")
+    print(f"activity of the {label} network ({args.steps[-1]} steps):")
     print(activity_text, end="")
     (out / "activity.md").write_text(activity_text)
     print(f"tables and plot in {out}/")

@@ -12,10 +12,14 @@ streamed output is checked against feeding the whole sequence at once, and the
 accuracy of the running prediction over the test images is shown against time.
 
 Run with any backend, e.g. ``KERAS_BACKEND=jax python
-examples/streaming_inference.py``; it takes a few seconds.
+examples/streaming_inference.py``; it takes a few seconds.  ``--epochs``,
+``--limit`` (training images) and ``--batch`` (test images streamed together)
+make quick checks quicker.
 """
 
+import argparse
 import pathlib
+import sys
 
 import keras
 import numpy as np
@@ -57,12 +61,50 @@ def softmax(logits):
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def main():
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        description="Stream inputs step by step through a stateful copy of a "
+        "spiking classifier (backend: $KERAS_BACKEND)."
+    )
+    parser.add_argument("--epochs", type=int, default=5, help="training epochs")
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="train on the first N training images only (quick checks)",
+    )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=500,
+        metavar="N",
+        help="test images streamed together for the running accuracy",
+    )
+    args = parser.parse_args(argv)
+    for name in ("epochs", "limit", "batch"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name} must be >= 1; got {value}")
+    return args
+
+
+def run(epochs=5, limit=None, batch=500):
+    """Train, stream, and print as described above.
+
+    Returns a dict: ``model``, the trained model returning every step (not
+    stateful); ``image``, the test image streamed, one step ``(1, 1, 784)``;
+    ``streamed``, its outputs one call at a time ``(STREAM_STEPS, 10)``;
+    ``at_once``, those of the whole sequence; ``test_images``, the images
+    streamed together ``(batch, 1, 784)``; ``running``, their outputs after
+    ``STREAM_STEPS`` calls ``(batch, 10)``.
+    """
     keras.utils.set_random_seed(0)
     data = np.load(DATA)
     x_train = data["x_train"].reshape(-1, 1, 784).astype("float32") / 255
     x_test = data["x_test"].reshape(-1, 1, 784).astype("float32") / 255
     y_train, y_test = data["y_train"], data["y_test"]
+    x_train, y_train = x_train[:limit], y_train[:limit]
 
     # -- train: each image repeated for TRAIN_STEPS steps, loss on the last step
     model = build_model(return_sequences=False)
@@ -75,7 +117,7 @@ def main():
         np.repeat(x_train, TRAIN_STEPS, axis=1),
         y_train,
         batch_size=128,
-        epochs=5,
+        epochs=epochs,
         verbose=2,
     )
 
@@ -98,19 +140,34 @@ def main():
 
     # the streamed outputs are those of the whole sequence fed at once
     at_once = whole.predict(np.repeat(image, STREAM_STEPS, axis=1), verbose=0)[0]
-    error = np.abs(np.concatenate(streamed) - at_once).max()
+    streamed = np.concatenate(streamed)
+    error = np.abs(streamed - at_once).max()
     print(f"max |streamed - whole sequence| = {error:.2g}")
 
     # -- running accuracy over the test set, streaming all images together
-    batch = 500
-    streaming = keras_spiking.stateful_copy(whole, batch_size=batch)
-    print(f"\nRunning accuracy on {batch} test images, streamed step by step:")
+    images = x_test[:batch]
+    streaming = keras_spiking.stateful_copy(whole, batch_size=len(images))
+    print(f"\nRunning accuracy on {len(images)} test images, streamed step by step:")
     for t in range(STREAM_STEPS):
-        out = streaming.predict_on_batch(x_test[:batch])
+        out = streaming.predict_on_batch(images)
         if t + 1 in (1, 2, 3, 5, 10, 20, 30):
-            accuracy = (out[:, -1].argmax(axis=-1) == y_test[:batch]).mean()
+            accuracy = (out[:, -1].argmax(axis=-1) == y_test[: len(images)]).mean()
             print(f"  after {t + 1:2d} steps ({(t + 1) * DT:.2f} s): {accuracy:.1%}")
+    return {
+        "model": whole,
+        "image": image,
+        "streamed": streamed,
+        "at_once": np.asarray(at_once),
+        "test_images": images,
+        "running": np.asarray(out[:, -1]),
+    }
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    run(args.epochs, args.limit, args.batch)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,8 +1,11 @@
 """``keras_spiking.measure_activity`` and ``callbacks.ActivityMonitor``.
 
-References: hand-computed figures (the two-layer network below, the figures
-sinabs' ``SNNAnalyzer`` gives for it) and a brute-force NumPy count of
-(output position, kernel tap) pairs over the spike counts.
+References, never the module's own output: spike trains counted by hand
+(spiking layers fed constant inputs from a zero voltage, so every spike's
+step is known), hand-computed figures (the two-layer network below, the
+figures sinabs' ``SNNAnalyzer`` gives for it), fan-outs counted by hand for a
+``Dense`` and a small ``Conv2D``, and brute-force NumPy counts of the layers'
+output spikes and of (output position, kernel tap) pairs.
 """
 
 import keras
@@ -163,7 +166,8 @@ def test_conv_and_pool_synops():
 
 def test_converted_model_activity():
     """measure_activity on keras_spiking.convert's output: Dense layers fed
-    through the rescaling and Flatten count; rates are consistent."""
+    through the rescaling and Flatten count; the counts are those of the
+    spiking layer's own output."""
     model = keras.Sequential(
         [
             keras.Input((6, 6, 1)),
@@ -173,6 +177,11 @@ def test_converted_model_activity():
             keras.layers.Dense(2, name="out"),
         ]
     )
+    # positive convolution weights: every conv neuron fires (~4 spikes each)
+    rng = np.random.default_rng(3)
+    model.set_weights(
+        [rng.uniform(0, 0.5, w.shape).astype(np.float32) for w in model.get_weights()]
+    )
     converted = keras_spiking.convert(
         model, dt=0.01, scale_firing_rates=50.0, seed=0, output="average"
     )
@@ -181,16 +190,155 @@ def test_converted_model_activity():
     assert set(activity) == {"conv_spiking", "fc", "fc_spiking", "out"}
     conv = activity["conv_spiking"]
     assert conv.n_neurons == 4 * 4 * 2
+    # NumPy count of the spiking layer's own output (spikes of height 1 / dt)
+    probe = keras.Model(converted.inputs, converted.get_layer("conv_spiking").output)
+    counts = np.rint(np.abs(np.asarray(probe.predict(x, verbose=0))) * 0.01)
+    assert counts.sum() > 0
+    assert conv.spikes_total == counts.sum()
+    np.testing.assert_array_equal(conv.spikes_per_sample, counts.sum(axis=(1, 2, 3, 4)))
+    rates = counts.sum(axis=(0, 1)) / (3 * 8 * 0.01)  # 3 samples of 8 steps
+    np.testing.assert_allclose(conv.rates_hz, rates)
+    assert conv.mean_rate_hz == pytest.approx(counts.sum() / (3 * 8 * 32 * 0.01))
     # every spike of the conv layer reaches the 3 units of fc
-    assert activity["fc"].synops_per_sample == pytest.approx(conv.spikes_total / 3 * 3)
+    assert activity["fc"].synops_per_sample == pytest.approx(counts.sum() * 3 / 3)
     assert activity["fc"].connections == 32 * 3
-    assert conv.mean_rate_hz == pytest.approx(conv.rates_hz.mean())
 
 
-def spiking_classifier():
-    inp = keras.Input((4, 3))
-    x = keras.layers.Dense(5, name="fc")(inp)
-    x = keras_spiking.SpikingActivation("relu", dt=0.1, seed=0, name="spk")(x)
+# A hand-counted spike train: rate neurons from a zero voltage, dt = 0.25 s,
+# 4 steps (1 s), fed constant inputs (Hz) that relu leaves as rates.  Per
+# step a neuron gains rate * dt and emits floor(voltage) spikes:
+#   sample 0: rates 0, 2, 8  -> gains 0, 0.5, 2 -> spikes per step
+#             0 0 0 0 | 0 1 0 1 | 2 2 2 2        (totals 0, 2, 8)
+#   sample 1: inputs -4, 4, 12 -> rates 0, 4, 12 -> gains 0, 1, 3
+#             0 0 0 0 | 1 1 1 1 | 3 3 3 3        (totals 0, 4, 12)
+HAND_DT, HAND_STEPS = 0.25, 4
+HAND_INPUT = np.array([[0.0, 2.0, 8.0], [-4.0, 4.0, 12.0]], np.float32)
+HAND_SPIKES = np.array(
+    [
+        [[0, 0, 2], [0, 1, 2], [0, 0, 2], [0, 1, 2]],
+        [[0, 1, 3], [0, 1, 3], [0, 1, 3], [0, 1, 3]],
+    ],
+    np.float32,
+)  # (sample, step, neuron)
+
+
+def hand_inputs():
+    return np.repeat(HAND_INPUT[:, None], HAND_STEPS, axis=1)  # (2, 4, 3)
+
+
+def hand_spiking(name="spk", **kwargs):
+    return keras_spiking.SpikingActivation(
+        "relu", dt=HAND_DT, initial_voltage=0.0, name=name, **kwargs
+    )
+
+
+def assert_hand_figures(record):
+    """``record``: the SpikingLayerActivity of the hand-counted train."""
+    assert record.name == "spk"
+    assert (record.n_neurons, record.n_samples, record.n_steps) == (3, 2, 4)
+    assert record.dt == HAND_DT
+    assert record.spikes_total == 26  # 0 + 2 + 8 + 0 + 4 + 12
+    np.testing.assert_array_equal(record.spikes_per_sample, [10, 16])
+    assert record.spikes_per_step == pytest.approx(26 / 8)  # 2 samples x 4 steps
+    assert record.spikes_per_neuron_per_step == pytest.approx(26 / 24)
+    # per neuron: (0 + 0, 2 + 4, 8 + 12) spikes over 2 samples of 1 s each
+    np.testing.assert_allclose(record.rates_hz, [0.0, 3.0, 10.0])
+    assert record.mean_rate_hz == pytest.approx(13 / 3)  # 26 spikes / 6 neuron-s
+    assert record.max_rate_hz == pytest.approx(10.0)
+    assert record.silent_fraction == pytest.approx(1 / 3)  # neuron 0
+
+
+def test_hand_counted_train_and_dense_synops():
+    """Every field against the hand-counted train; synops into a Dense(5):
+    each spike reaches 5 units, 26 * 5 / 2 = 65 per sample, over 1 s."""
+    inp = keras.Input((HAND_STEPS, 3))
+    spikes = hand_spiking()(inp)
+    out = keras.layers.Dense(5, name="fc")(spikes)
+    model = keras.Model(inp, [spikes, out])
+    x = hand_inputs()
+    # the layer emits the hand-counted train (spikes of height 1 / dt)
+    emitted = np.asarray(model.predict(x, verbose=0)[0]) * HAND_DT
+    np.testing.assert_array_equal(emitted, HAND_SPIKES)
+
+    activity = keras_spiking.measure_activity(model, x)
+    assert list(activity) == ["spk", "fc"]
+    assert_hand_figures(activity["spk"])
+    fc = activity["fc"]
+    assert fc.source == "spk"
+    assert fc.connections == 3 * 5
+    assert fc.synops_per_sample == pytest.approx(65.0)
+    assert fc.synops_per_second == pytest.approx(65.0)  # 4 steps x 0.25 s = 1 s
+    # one sample at a time: the same counts
+    activity = keras_spiking.measure_activity(model, x, batch_size=1)
+    assert_hand_figures(activity["spk"])
+    assert activity["fc"].synops_per_sample == pytest.approx(65.0)
+
+
+def test_negative_spikes_count_by_magnitude():
+    """A linear rate neuron with rate -2 Hz, dt = 0.25, from 0: voltages
+    -0.5 -> spike -1 (voltage 0.5), 0 -> none, again: spikes -1 0 -1 0,
+    two spikes; the +2 Hz neuron: 0 1 0 1.  Synops into Dense(3): 4 * 3."""
+    inp = keras.Input((4, 2))
+    spikes = keras_spiking.SpikingActivation(
+        "linear", dt=0.25, initial_voltage=0.0, name="spk"
+    )(inp)
+    out = keras.layers.Dense(3, name="fc")(spikes)
+    model = keras.Model(inp, [spikes, out])
+    x = np.repeat(np.array([[[-2.0, 2.0]]], np.float32), 4, axis=1)
+    emitted = np.asarray(model.predict(x, verbose=0)[0]) * 0.25
+    np.testing.assert_array_equal(emitted[0].T, [[-1, 0, -1, 0], [0, 1, 0, 1]])
+
+    activity = keras_spiking.measure_activity(model, x)
+    record = activity["spk"]
+    assert record.spikes_total == 4
+    np.testing.assert_allclose(record.rates_hz, [2.0, 2.0])
+    assert record.silent_fraction == 0.0
+    assert activity["fc"].synops_per_sample == pytest.approx(12.0)
+
+
+def test_hand_counted_conv_synops():
+    """Conv2D(2 filters, 2x2, valid) on 3x3 spiking inputs: along each axis
+    the positions are read by 1, 2, 1 of the 2 windows, so a position's
+    fan-out is (1 2 1 / 2 4 2 / 1 2 1) x 2 filters, 32 connections in all
+    (4 windows x 4 taps x 2 filters).  dt = 0.5, 2 steps: the centre at 4 Hz
+    spikes 2 + 2, the corner (0, 0) at 2 Hz 1 + 1, the edge (0, 1) at 1 Hz
+    0 + 1; synops = 4 * 8 + 2 * 2 + 1 * 4 = 40 per sample, over 1 s."""
+    per_position = np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]])
+    conv = keras.layers.Conv2D(2, 2, name="conv")
+    np.testing.assert_array_equal(
+        keras_spiking.activity.fan_out(conv, (3, 3, 1))[..., 0], 2 * per_position
+    )
+    inp = keras.Input((2, 3, 3, 1))
+    spikes = keras_spiking.SpikingActivation(
+        "relu", dt=0.5, initial_voltage=0.0, name="spk"
+    )(inp)
+    out = keras.layers.TimeDistributed(conv, name="conv")(spikes)
+    model = keras.Model(inp, out)
+    rates = np.zeros((1, 2, 3, 3, 1), np.float32)
+    rates[..., 1, 1, 0], rates[..., 0, 0, 0], rates[..., 0, 1, 0] = 4.0, 2.0, 1.0
+    rates[..., 2, 2, 0] = -3.0  # rectified: silent
+
+    activity = keras_spiking.measure_activity(model, rates)
+    record = activity["spk"]
+    assert record.spikes_total == 7
+    want = np.zeros((3, 3, 1))
+    want[1, 1, 0], want[0, 0, 0], want[0, 1, 0] = 4.0, 2.0, 1.0  # Hz, over 1 s
+    np.testing.assert_allclose(record.rates_hz, want)
+    assert record.mean_rate_hz == pytest.approx(7 / 9)
+    assert record.max_rate_hz == pytest.approx(4.0)
+    assert record.silent_fraction == pytest.approx(6 / 9)
+    synaptic = activity["conv"]
+    assert synaptic.source == "spk"
+    assert synaptic.connections == 32
+    assert synaptic.synops_per_sample == pytest.approx(40.0)
+    assert synaptic.synops_per_second == pytest.approx(40.0)
+
+
+def hand_classifier():
+    """The hand-counted spiking layer straight after the input (training
+    cannot change its spikes), then averaging and a trained Dense."""
+    inp = keras.Input((HAND_STEPS, 3))
+    x = hand_spiking()(inp)
     x = keras_spiking.TemporalAvgPool()(x)
     out = keras.layers.Dense(2)(x)
     model = keras.Model(inp, out)
@@ -198,35 +346,80 @@ def spiking_classifier():
     return model
 
 
-def test_activity_monitor_logs_rates():
+def test_activity_monitor_logs_hand_counted_rates():
     """Rates land in the epoch logs (so in History), and in ``test_logs``
-    (and evaluate's progress bar) at the end of evaluate."""
+    (and evaluate's progress bar) at the end of evaluate: the hand counts
+    (mean 13/3 Hz, max 10 Hz)."""
     keras.utils.set_random_seed(0)
-    model = spiking_classifier()
-    x = np.random.default_rng(0).uniform(0, 10, (8, 4, 3)).astype(np.float32)
-    y = np.zeros((8, 2), np.float32)
-    monitor = ActivityMonitor(x[:4], on_test=True)
+    model = hand_classifier()
+    x = hand_inputs()
+    y = np.zeros((2, 2), np.float32)
+    monitor = ActivityMonitor(x, on_test=True)
     history = model.fit(
         x,
         y,
         epochs=2,
-        batch_size=4,
+        batch_size=1,
         callbacks=[monitor],
         verbose=0,
         validation_data=(x, y),
     )
-    for key in ("spk_rate_mean", "spk_rate_max"):
-        assert len(history.history[key]) == 2, key
-    expected = keras_spiking.measure_activity(model, x[:4])["spk"]
-    assert history.history["spk_rate_mean"][-1] == pytest.approx(expected.mean_rate_hz)
-    assert history.history["spk_rate_max"][-1] == pytest.approx(expected.max_rate_hz)
+    assert history.history["spk_rate_mean"] == pytest.approx([13 / 3, 13 / 3])
+    assert history.history["spk_rate_max"] == pytest.approx([10.0, 10.0])
+    assert_hand_figures(monitor.last["spk"])
     monitor.test_logs = {}
     model.evaluate(x, y, callbacks=[monitor], verbose=0)
     assert monitor.test_logs == {
-        "spk_rate_mean": pytest.approx(expected.mean_rate_hz),
-        "spk_rate_max": pytest.approx(expected.max_rate_hz),
+        "spk_rate_mean": pytest.approx(13 / 3),
+        "spk_rate_max": pytest.approx(10.0),
     }
-    assert monitor.last["spk"].n_samples == 4
+    assert_hand_figures(monitor.last["spk"])
+
+
+# A SpikingActivation whose output is not (batch, time, ...) spikes: the
+# counts would be wrong, so measuring must refuse it, naming layer and flag.
+LAYOUTS = {
+    "return_sequences": {"return_sequences": False},
+    "time_major": {"time_major": True},
+    "return_state": {"return_state": True},
+}
+
+
+def layout_model(flags):
+    inp = keras.Input((HAND_STEPS, 3))
+    x = hand_spiking(**flags)(inp)
+    if flags.get("return_state"):
+        x = x[0]
+    if flags.get("return_sequences", True):
+        x = keras_spiking.TemporalAvgPool()(x)
+    out = keras.layers.Dense(2)(x)
+    model = keras.Model(inp, out)
+    model.compile("sgd", "mse")
+    return model
+
+
+def assert_names_layer_and_flag(error, flag):
+    message = str(error).split("Arguments received")[0]
+    assert "spk" in message and flag in message, message
+
+
+@pytest.mark.parametrize("flag", LAYOUTS)
+def test_measure_activity_refuses_other_layouts(flag):
+    model = layout_model(LAYOUTS[flag])
+    model.predict(hand_inputs(), verbose=0)  # the model itself runs
+    with pytest.raises(ValueError) as caught:
+        keras_spiking.measure_activity(model, hand_inputs())
+    assert_names_layer_and_flag(caught.value, flag)
+
+
+@pytest.mark.parametrize("flag", LAYOUTS)
+def test_activity_monitor_refuses_other_layouts(flag):
+    model = layout_model(LAYOUTS[flag])
+    x, y = hand_inputs(), np.zeros((2, 2), np.float32)
+    model.fit(x, y, epochs=1, verbose=0)  # the model itself trains
+    with pytest.raises(ValueError) as caught:
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[ActivityMonitor(x)])
+    assert_names_layer_and_flag(caught.value, flag)
 
 
 def test_errors():

@@ -13,6 +13,8 @@ import pathlib
 import numpy as np
 import pytest
 
+from tests.harness import optional_import
+
 EXAMPLE = (
     pathlib.Path(__file__).resolve().parents[1]
     / "examples"
@@ -28,6 +30,25 @@ ROWS = [
     ("aware_dt0.01_l2rate", 0.01),
     ("aware_dt0.01_lowpass", 0.01),
 ]
+# Test accuracy floors for this configuration (1 epoch, 1,500 training
+# images, seed 0), about 8 points below the lowest of the three backends
+# (measured with Keras 3.15.1, TensorFlow 2.21 / torch 2.13 / JAX 0.10.2 on
+# CPU; in %, TensorFlow / torch / JAX):
+#   baseline 69.8 / 67.8 / 69.4;  not spiking-aware: dt=0.01 41.2 / 37.5 /
+#   37.6, dt=0.1 68.0 / 68.3 / 67.2, dt=1 69.4 / 69.5 / 68.1;
+#   spiking-aware dt=0.01 41.1 / 43.4 / 41.4, with the rate loss
+#   33.6 / 30.9 / 30.6, with Lowpass 42.4 / 42.6 / 42.9.
+# Chance is 10%; dt=0.001 collapses to near it (15.9 / 16.0 / 14.4) by design.
+ACCURACY_FLOORS = {
+    "baseline": 0.6,
+    "spiking_dt0.01": 0.29,
+    "spiking_dt0.1": 0.59,
+    "spiking_dt1": 0.6,
+    "aware_dt0.01": 0.33,
+    "aware_dt0.01_l2rate": 0.22,
+    "aware_dt0.01_lowpass": 0.34,
+}
+COLLAPSED = 0.3  # dt=0.001: one spike per 1,000 Hz in 10 ms
 FIGURES = [
     "samples.png",
     "dt_sweep_0.001.png",
@@ -41,6 +62,7 @@ N_STEPS = 10
 
 @pytest.fixture(scope="module")
 def example():
+    optional_import("matplotlib", "The walkthrough example (its figures)")
     spec = importlib.util.spec_from_file_location("spiking_fashion_mnist", EXAMPLE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -61,8 +83,10 @@ def test_walkthrough_end_to_end(example, tmp_path):
     summary, keys = _read_summary(out)
     assert keys == [key for key, _ in ROWS]
     accuracy = {key: float(summary[key]["test_accuracy"]) for key in keys}
-    assert all(0 <= a <= 1 for a in accuracy.values()), accuracy
-    assert accuracy["baseline"] > 0.5  # chance is 0.1
+    low = {k: a for k, a in accuracy.items() if a < ACCURACY_FLOORS.get(k, 0)}
+    assert not low, f"below the floors {ACCURACY_FLOORS}: {low}"
+    # At the default dt = 0.001 the 10-step simulation loses the information.
+    assert accuracy["spiking_dt0.001"] < COLLAPSED, accuracy
 
     # Short simulations lose the information; long ones recover the baseline.
     assert accuracy["spiking_dt1"] > accuracy["spiking_dt0.001"] + 0.2

@@ -28,13 +28,15 @@ import tempfile
 
 import keras
 import numpy as np
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 import keras_spiking
 from keras_spiking import kernels
 from tests import references
-from tests.harness import numpy, run_jit
+from tests.harness import numpy, optional_import, run_jit
+
+optional_import("hypothesis", "Property testing")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 SETTINGS = dict(
     deadline=None,
