@@ -57,18 +57,22 @@ class LastStep(keras.layers.Layer):
         self.time_major = time_major
 
     def build(self, input_shape):
+        """Check that ``input_shape`` has a time axis (no weights)."""
         check_time_axis(self, input_shape)
 
     def call(self, inputs):
+        """The last step of ``inputs``."""
         return inputs[-1] if self.time_major else inputs[:, -1]
 
     def compute_output_shape(self, input_shape):
+        """``input_shape`` without its time axis."""
         check_time_axis(self, input_shape)
         if self.time_major:
             return tuple(input_shape[1:])
         return (input_shape[0], *input_shape[2:])
 
     def get_config(self):
+        """The layer's configuration, with ``time_major``."""
         config = super().get_config()
         config["time_major"] = self.time_major
         return config
@@ -170,15 +174,15 @@ def _holds_activation(layer):
 
 
 def fold_batch_norm(layer, batch_norm):
-    """Weights of ``layer`` (Dense or a convolution) with ``batch_norm`` folded in.
+    r"""Weights of ``layer`` (Dense or a convolution) with ``batch_norm`` folded in.
 
     At inference ``BatchNormalization`` is the per-channel affine map
 
     .. math::
 
-        y = \\gamma \\frac{z - \\mu}{\\sqrt{\\sigma^2 + \\epsilon}} + \\beta
-          = a z + c, \\quad a = \\frac{\\gamma}{\\sqrt{\\sigma^2 + \\epsilon}},
-          \\quad c = \\beta - a \\mu
+        y = \gamma \frac{z - \mu}{\sqrt{\sigma^2 + \epsilon}} + \beta
+          = a z + c, \quad a = \frac{\gamma}{\sqrt{\sigma^2 + \epsilon}},
+          \quad c = \beta - a \mu
 
     so with ``z = W x + b``: ``W' = W a`` (each output channel's kernel
     scaled by its ``a``) and ``b' = a b + c``.  For ``SeparableConv2D`` ``a``
@@ -217,8 +221,11 @@ def fold_batch_norm(layer, batch_norm):
 
 
 def _batch_norm_after(call, graph):
-    """The BatchNormalization call that alone takes ``call``'s output, if it
-    normalises the channels of a linear ``call`` (without activation)."""
+    """The BatchNormalization call that alone takes ``call``'s output, if any.
+
+    Only one that normalises the channels of a linear ``call`` (without
+    activation) counts; None otherwise.
+    """
     layer = call.layer
     if not isinstance(layer, _LINEAR) or not _is_linear(layer.activation):
         return None
@@ -237,8 +244,10 @@ def _batch_norm_after(call, graph):
 
 
 def _same_folding(layer, batch_norms):
-    """Whether folding each of ``batch_norms`` into ``layer`` gives the same
-    weights (then one set of shared weights is exact for every call)."""
+    """Whether folding each of ``batch_norms`` into ``layer`` gives the same weights.
+
+    If so, one set of shared weights is exact for every call.
+    """
     others = [bn for bn in batch_norms if bn is not batch_norms[0]]
     if not others:
         return True
@@ -743,8 +752,10 @@ class _Builder:
         return result
 
     def linear(self, layer, args):
-        """Dense or a convolution, with its BatchNormalization folded in if
-        the fold plan says so, then its activation."""
+        """Dense or a convolution, then its activation.
+
+        Its BatchNormalization is folded in if the fold plan says so.
+        """
         bn = self.folds.get(id(layer))
 
         def make():

@@ -1,5 +1,6 @@
-r"""Leaky integrate-and-fire neurons trained through time with surrogate
-gradients: ``LIF``, ``CubaLIF`` and ``ALIF``.
+r"""Leaky integrate-and-fire neurons trained through time with surrogate gradients.
+
+The layers are ``LIF``, ``CubaLIF`` and ``ALIF``.
 
 Each layer is a population of spiking neurons, one per element of the
 input's feature axes, driven by the input as a current: put a ``Dense`` or
@@ -70,15 +71,20 @@ class MinValue(keras.constraints.Constraint):
         self.min_value = float(min_value)
 
     def __call__(self, w):
+        """``w`` clipped from below at ``min_value``."""
         return ops.maximum(w, ops.cast(self.min_value, w.dtype))
 
     def get_config(self):
+        """The constraint's configuration: ``min_value``."""
         return {"min_value": self.min_value}
 
 
 def _check_bool(value, argument, where):
-    """``value`` if it is ``True`` or ``False``, else a TypeError naming the
-    layer and the argument (a string such as ``"no"`` would be truthy)."""
+    """``value`` if it is ``True`` or ``False``, else a TypeError.
+
+    The error names the layer and the argument (a string such as ``"no"``
+    would be truthy).
+    """
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     raise TypeError(
@@ -251,8 +257,10 @@ class _LIFBase(TemporalLayer):
             self.recurrent_kernel = None
 
     def _check_built_values(self, name, weight):
-        """Time constants from an initializer must be positive (checked when
-        they can be read: eagerly)."""
+        """Check that time constants from an initializer are positive.
+
+        They are checked when they can be read: eagerly.
+        """
         try:
             values = np.asarray(ops.convert_to_numpy(weight))
         except Exception:  # a graph being traced: nothing to read
@@ -286,6 +294,7 @@ class _LIFBase(TemporalLayer):
         return ("v",) + self._extra_states + (("z",) if self.recurrent else ())
 
     def call(self, inputs, initial_state=None, training=None):
+        """Run the neurons over the time axis of ``inputs``."""
         if initial_state is not None:
             self._check_initial_state(inputs, initial_state)
         return super().call(inputs, initial_state=initial_state, training=training)
@@ -339,6 +348,7 @@ class _LIFBase(TemporalLayer):
     # --------------------------------------------------------------- config --
 
     def get_config(self):
+        """The layer's configuration, with every constructor argument."""
         config = super().get_config()
         for name, value in self._tau_arguments.items():
             config[name] = (
@@ -421,9 +431,11 @@ _SHARED_PARAMETERS = r"""
 
 
 def _with_shared_parameters(cls):
-    """Append the shared parameter documentation to ``cls.__doc__`` (which
-    ends in its own ``Parameters`` section); docstrings are None under
-    ``python -OO``."""
+    """Append the shared parameter documentation to ``cls.__doc__``.
+
+    ``cls.__doc__`` ends in its own ``Parameters`` section; docstrings are
+    None under ``python -OO``.
+    """
     if cls.__doc__:
         cls.__doc__ = cls.__doc__.rstrip() + "\n" + _SHARED_PARAMETERS.rstrip("\n")
     return cls
@@ -594,6 +606,7 @@ class ALIF(_LIFBase):
         )
 
     def get_config(self):
+        """The layer's configuration, with ``beta``."""
         config = super().get_config()
         config["beta"] = self.beta
         return config

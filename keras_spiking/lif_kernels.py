@@ -85,6 +85,45 @@ def _decay(log_a):
     return ops.exp(log_a), -ops.expm1(log_a)
 
 
+def _check_loop_arguments(reset, states, synapse, adapt, recurrent, beta):
+    """Check ``neuron_loop``'s arguments: a ValueError for a bad one.
+
+    ``synapse``, ``adapt`` and ``recurrent`` say which optional parts the
+    loop has (each needs one more state tensor).
+    """
+    if reset not in RESETS:
+        raise ValueError(
+            f"keras_spiking.lif_kernels expects `reset` to be one of {RESETS}; "
+            f"got {reset!r}."
+        )
+    expected = 1 + synapse + adapt + recurrent
+    if len(states) != expected:
+        raise ValueError(
+            f"keras_spiking.lif_kernels expects {expected} state tensors "
+            f"(v{', i' * synapse}{', b' * adapt}{', z' * recurrent}); got "
+            f"{len(states)}."
+        )
+    if adapt and beta is None:
+        raise ValueError(
+            "keras_spiking.lif_kernels: an adaptive threshold (`log_a_adapt`) "
+            "needs `beta`."
+        )
+
+
+def _reset(v, theta, z, reset, detach_reset):
+    """The voltage ``v`` after the reset of the spike counts ``z``.
+
+    ``reset`` is one of ``RESETS``; with ``detach_reset`` the ``z`` of the
+    reset is a constant to the gradient.
+    """
+    z_reset = ops.stop_gradient(z) if detach_reset else z
+    if reset == "subtract":
+        return v - theta * z_reset
+    if reset == "zero":
+        return v * (1.0 - z_reset)
+    return v
+
+
 def neuron_loop(
     x,
     log_a,
@@ -137,26 +176,10 @@ def neuron_loop(
     states : list of tensor
         The final states, in the order of ``states``.
     """
-    if reset not in RESETS:
-        raise ValueError(
-            f"keras_spiking.lif_kernels expects `reset` to be one of {RESETS}; "
-            f"got {reset!r}."
-        )
     synapse = log_a_syn is not None
     adapt = log_a_adapt is not None
     recurrent = recurrent_kernel is not None
-    expected = 1 + synapse + adapt + recurrent
-    if len(states) != expected:
-        raise ValueError(
-            f"keras_spiking.lif_kernels expects {expected} state tensors "
-            f"(v{', i' * synapse}{', b' * adapt}{', z' * recurrent}); got "
-            f"{len(states)}."
-        )
-    if adapt and beta is None:
-        raise ValueError(
-            "keras_spiking.lif_kernels: an adaptive threshold (`log_a_adapt`) "
-            "needs `beta`."
-        )
+    _check_loop_arguments(reset, states, synapse, adapt, recurrent, beta)
     surrogate = _get_surrogate(surrogate)
 
     a_mem, b_mem = _decay(log_a)
@@ -184,11 +207,7 @@ def neuron_loop(
         v = a_mem * v + drive
         theta = threshold + beta * b if adapt else threshold
         z = spike_fn(v - theta, surrogate)
-        z_reset = ops.stop_gradient(z) if detach_reset else z
-        if reset == "subtract":
-            v = v - theta * z_reset
-        elif reset == "zero":
-            v = v * (1.0 - z_reset)
+        v = _reset(v, theta, z, reset, detach_reset)
 
         new_states = [v]
         if synapse:
@@ -214,9 +233,11 @@ def lif(
     detach_reset=False,
     recurrent_kernel=None,
 ):
-    """Leaky integrate-and-fire neurons: ``neuron_loop`` without synapse or
-    adaptation.  ``states`` is ``[v]``, or ``[v, z]`` with a recurrent
-    kernel; returns the spike counts and the final states."""
+    """Leaky integrate-and-fire neurons: ``neuron_loop`` without synapse or adaptation.
+
+    ``states`` is ``[v]``, or ``[v, z]`` with a recurrent kernel; returns
+    the spike counts and the final states.
+    """
     return neuron_loop(
         x,
         log_a,
@@ -242,7 +263,9 @@ def cuba_lif(
     recurrent_kernel=None,
 ):
     """Current-based LIF neurons: ``neuron_loop`` with a synapse.
-    ``states`` is ``[v, i]`` (``[v, i, z]`` with a recurrent kernel)."""
+
+    ``states`` is ``[v, i]`` (``[v, i, z]`` with a recurrent kernel).
+    """
     return neuron_loop(
         x,
         log_a,
@@ -270,7 +293,9 @@ def alif(
     recurrent_kernel=None,
 ):
     """Adaptive LIF neurons: ``neuron_loop`` with an adaptive threshold.
-    ``states`` is ``[v, b]`` (``[v, b, z]`` with a recurrent kernel)."""
+
+    ``states`` is ``[v, b]`` (``[v, b, z]`` with a recurrent kernel).
+    """
     return neuron_loop(
         x,
         log_a,

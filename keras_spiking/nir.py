@@ -146,8 +146,10 @@ class _Layout:
         return np.array(values)
 
     def to_keras(self, values):
-        """Per-feature values (broadcast to the NIR shape) in Keras' layout;
-        a ValueError if they do not broadcast."""
+        """Per-feature values (broadcast to the NIR shape) in Keras' layout.
+
+        A ValueError if they do not broadcast.
+        """
         values = np.asarray(values)
         if values.size == np.prod(self.nir_shape):  # also given flat
             values = values.reshape(self.nir_shape)
@@ -631,8 +633,11 @@ def _per_channel(scale):
 
 
 def _scale_into(nir, node, scale, side):
-    """Scale the weights of ``node`` on its ``side`` ("out" or "in") by
-    ``scale`` (that side's full NIR shape); whether it could be done."""
+    """Scale the weights of ``node`` on its ``side`` ("out" or "in") by ``scale``.
+
+    ``scale`` has that side's full NIR shape; returns whether it could be
+    done.
+    """
     if isinstance(node, nir.Conv2d):
         scale = _per_channel(scale)
         shape = (-1, 1, 1, 1) if side == "out" else (1, -1, 1, 1)
@@ -648,8 +653,11 @@ def _scale_into(nir, node, scale, side):
 
 
 def _scale_across(nir, node, scale, target):
-    """``scale`` (the full NIR shape on one side of ``node``) moved to its
-    other side, of shape ``target``; None if it cannot be."""
+    """``scale`` moved across ``node`` to its other side, of shape ``target``.
+
+    ``scale`` has the full NIR shape on one side of ``node``; None if it
+    cannot be moved.
+    """
     if isinstance(node, (nir.LI, nir.CubaLI, nir.Scale)):
         return scale  # linear and elementwise: they commute with a scaling
     if isinstance(node, nir.Flatten):
@@ -662,8 +670,10 @@ def _scale_across(nir, node, scale, target):
 
 
 def _fold_towards(nir, names, nodes, shapes, index, step):
-    """Fold the ``Scale`` node ``names[index]`` into the first weights
-    ``step`` (-1: before, 1: after) of it; whether done."""
+    """Fold the ``Scale`` node ``names[index]`` into the first weights ``step`` of it.
+
+    ``step`` is -1 (before) or 1 (after); returns whether it was done.
+    """
     scale = np.asarray(nodes[names[index]].scale, np.float32)
     position = index + step
     while scale is not None and 0 <= position < len(names):
@@ -678,8 +688,10 @@ def _fold_towards(nir, names, nodes, shapes, index, step):
 
 
 def _fold_scales(nir, nodes, shapes):
-    """Fold every ``Scale`` node of ``nodes`` (in order) into weights, in
-    place; the names of the nodes removed."""
+    """Fold every ``Scale`` node of ``nodes`` (in order) into weights, in place.
+
+    Returns the names of the nodes removed.
+    """
     scales = [name for name, node in nodes.items() if isinstance(node, nir.Scale)]
     for name in scales:
         names = list(nodes)
@@ -808,8 +820,10 @@ def _conv_padding(name, node, kernel_size, dilation, stride):
 
 
 def _keras_padding(name, padding, kernel_size, stride, dilation, state):
-    """``"same"`` or ``"valid"`` for symmetric ``padding``, adding a
-    ``ZeroPadding2D`` where neither is it."""
+    """``"same"`` or ``"valid"`` for symmetric ``padding``.
+
+    Adds a ``ZeroPadding2D`` where neither is it.
+    """
     if not any(padding):
         return "valid"
     same = _same_totals(state.layout.shape[:2], kernel_size, stride, dilation)
@@ -896,8 +910,11 @@ def _load_scale(name, node, state):
 
 
 def _weight_factor(spec, gain):
-    """``gain`` (Keras layout) as a factor on the outputs of ``spec``'s
-    ``Dense``/``Conv2D`` weights (one per channel), or None."""
+    """``gain`` as a factor on the outputs of ``spec``'s weights, or None.
+
+    ``gain`` is in Keras' layout; the weights are a ``Dense``'s or a
+    ``Conv2D``'s (one factor per channel).
+    """
     inner = spec.weight_layer if spec is not None else None
     if isinstance(inner, keras.layers.Dense):
         return gain
@@ -909,10 +926,13 @@ def _weight_factor(spec, gain):
 
 
 def _fold_gain(name, node, gain, state):
-    """Multiply the input of the next layer by ``gain`` (NIR's per-feature
-    ``r``, or ``r / v_threshold``): into the weights of the layer before it,
-    where it is a ``Dense``, or a ``Conv2D`` with one gain per channel; else
-    as a ``Rescaling`` named ``<name>_gain``."""
+    """Multiply the input of the next layer by ``gain``.
+
+    ``gain`` is NIR's per-feature ``r``, or ``r / v_threshold``.  It goes
+    into the weights of the layer before it, where it is a ``Dense``, or a
+    ``Conv2D`` with one gain per channel; else as a ``Rescaling`` named
+    ``<name>_gain``.
+    """
     gain = _keras_values(name, node, gain, "the gain", state)
     if np.all(gain == 1):
         return

@@ -90,12 +90,15 @@ class Surrogate:
         return cls(**config)
 
     def __eq__(self, other):
+        """Whether ``other`` is a surrogate of the same class and config."""
         return type(self) is type(other) and self.get_config() == other.get_config()
 
     def __hash__(self):
+        """A hash of the class and config (equal surrogates hash equal)."""
         return hash((type(self), tuple(sorted(self.get_config().items()))))
 
     def __repr__(self):
+        """The class name and its config, as a constructor call."""
         arguments = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({arguments})"
 
@@ -138,9 +141,11 @@ class FastSigmoid(Surrogate):
         self.slope = _positive("FastSigmoid", "slope", slope)
 
     def derivative(self, u):
+        """``1 / (1 + k |u|)^2``, elementwise (see ``Surrogate.derivative``)."""
         return 1.0 / ops.square(1.0 + self.slope * ops.abs(u))
 
     def get_config(self):
+        """The constructor arguments: ``slope``."""
         return {"slope": self.slope}
 
 
@@ -170,9 +175,11 @@ class ATan(Surrogate):
         self.alpha = _positive("ATan", "alpha", alpha)
 
     def derivative(self, u):
+        """The arctangent's derivative, elementwise (see ``Surrogate.derivative``)."""
         return (0.5 * self.alpha) / (1.0 + ops.square(0.5 * math.pi * self.alpha * u))
 
     def get_config(self):
+        """The constructor arguments: ``alpha``."""
         return {"alpha": self.alpha}
 
 
@@ -199,12 +206,14 @@ class Sigmoid(Surrogate):
         self.slope = _positive("Sigmoid", "slope", slope)
 
     def derivative(self, u):
+        """``k s(k u) (1 - s(k u))``, elementwise (see ``Surrogate.derivative``)."""
         # s(x) s(-x) = s(x) (1 - s(x)), without the cancellation in 1 - s(x)
         # for large x
         x = self.slope * u
         return self.slope * ops.sigmoid(x) * ops.sigmoid(-x)
 
     def get_config(self):
+        """The constructor arguments: ``slope``."""
         return {"slope": self.slope}
 
 
@@ -231,9 +240,11 @@ class Triangle(Surrogate):
         self.width = _positive("Triangle", "width", width)
 
     def derivative(self, u):
+        """``max(0, 1 - |u| / w) / w``, elementwise (see ``Surrogate.derivative``)."""
         return ops.maximum(0.0, 1.0 - ops.abs(u) / self.width) / self.width
 
     def get_config(self):
+        """The constructor arguments: ``width``."""
         return {"width": self.width}
 
 
@@ -261,10 +272,12 @@ class Boxcar(Surrogate):
         self.width = _positive("Boxcar", "width", width)
 
     def derivative(self, u):
+        """``1 / (2 w)`` where ``|u| < w``, else 0 (see ``Surrogate.derivative``)."""
         inside = ops.cast(ops.less(ops.abs(u), self.width), u.dtype)
         return inside * (0.5 / self.width)
 
     def get_config(self):
+        """The constructor arguments: ``width``."""
         return {"width": self.width}
 
 
@@ -278,6 +291,7 @@ class StraightThrough(Surrogate):
     """
 
     def derivative(self, u):
+        """Ones, the shape and dtype of ``u`` (see ``Surrogate.derivative``)."""
         return ops.ones_like(u)
 
 
@@ -370,8 +384,9 @@ def serialize(surrogate):
 
 
 def spike_fn(v_minus_threshold, surrogate, height=1.0):
-    r"""Spikes of height ``height`` where ``u = v - threshold >= 0``, with a
-    surrogate gradient.
+    r"""Spikes of height ``height`` where ``u = v - threshold >= 0``.
+
+    Their gradient is the surrogate's:
 
     .. math::
 
