@@ -53,7 +53,7 @@ FILES = (
 # The same walkthrough run with the PyTorch-only predecessor (pytorch-spiking
 # 0.1.0, torch 2.13.0, CPU) on the same 60,000/10,000 data, 10 epochs: test
 # accuracy (%) and mean spike rate (Hz), mean over seeds 0, 1, 2.  For
-# comparison only (see docs/readme/walkthrough.md).
+# comparison only (see docs/walkthrough.md).
 REFERENCE = {
     "baseline": (87.61, None),
     "spiking_dt0.001": (18.31, 0.70),

@@ -1,6 +1,6 @@
 """Where the time of the spiking kernels goes, per backend.
 
-The profile behind the README's account of the speed targets that are
+The profile behind the account of the speed targets in docs/performance.md that are
 missed.  For the model of ``bench_layers.py`` (``SpikingActivation("relu",
 dt=0.01, seed=0)`` followed by ``Lowpass(0.1, dt=0.01)`` in a ``keras.Model``
 on ``keras.Input((None, 128))``) on a ``(32, T, 128)`` float32 input

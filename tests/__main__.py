@@ -66,7 +66,7 @@ def main(argv=None):
         if backend == "torch":
             # One intra-op thread unless the user says otherwise: with two
             # threads on two cores busy with other work, the walkthrough test
-            # took minutes instead of seconds (README, walkthrough section).
+            # took minutes instead of seconds (docs/walkthrough.md).
             env.setdefault("OMP_NUM_THREADS", "1")
         print(f"\n===== KERAS_BACKEND={backend} =====", flush=True)
         command = [

@@ -30,7 +30,7 @@ DEVICE_COLUMNS = ("synop_energy", "neuron_energy", "energy")
 ESTIMATES_NOTE = (
     "* These are estimates only: published energies per synaptic operation "
     "and neuron update; memory, communication and static power left out (see "
-    '"Estimating energy on hardware" in the README).'
+    '"Estimating energy on hardware" in docs/activity.md).'
 )
 NON_SPIKING_NOTE = (
     "* This model contains non-spiking activations, which a spiking device "
