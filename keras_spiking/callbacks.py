@@ -1,5 +1,7 @@
 """Training callbacks."""
 
+import math
+
 import keras
 import numpy as np
 from keras import ops
@@ -65,10 +67,10 @@ class DtScheduler(keras.callbacks.Callback):
                 f"'{dt.path}'.  Create it with keras.Variable(..., "
                 f"trainable=False)."
             )
-        if tuple(dt.shape) != ():
+        if tuple(dt.shape) != () or "float" not in str(dt.dtype):
             raise ValueError(
-                f"DtScheduler expects a scalar `dt` variable; got '{dt.path}' of "
-                f"shape {tuple(dt.shape)}."
+                f"DtScheduler expects a scalar float `dt` variable; got "
+                f"'{dt.path}' of shape {tuple(dt.shape)} and dtype {dt.dtype}."
             )
         if not callable(scheduler):
             raise TypeError(
@@ -104,11 +106,18 @@ class DtScheduler(keras.callbacks.Callback):
         # variables and marks it for re-reading, so our assignment is used.
         model = self.model
         step = self._step(model)
-        value = float(np.asarray(ops.convert_to_numpy(self.scheduler(step))))
-        if not value > 0:
+        scheduled = self.scheduler(step)
+        try:
+            value = float(np.asarray(ops.convert_to_numpy(scheduled)))
+        except (TypeError, ValueError) as error:
+            raise TypeError(
+                f"DtScheduler's scheduler returned {scheduled!r} at step {step}; "
+                f"it must return a number, the new dt in seconds (> 0)."
+            ) from error
+        if not (value > 0 and math.isfinite(value)):
             raise ValueError(
                 f"DtScheduler's scheduler returned dt={value} at step {step}; "
-                f"dt must be > 0."
+                f"dt must be > 0 and finite."
             )
         self.dt.assign(value)
         if self.verbose and value != self._last:

@@ -19,8 +19,22 @@ up to float32 rounding.  The whole-sequence layers are much faster.
 has that shape too.  ``keras.layers.RNN`` only infers symbolic output shapes
 for one axis (``output_size`` must be an int there), so use several axes on
 tensors (eagerly, or inside a subclassed model).
+
+The cells keep their states in float32 whatever the dtype policy, as the
+layers do: under ``mixed_float16`` a cell computes like its layer (the
+activation in float16, the states in float32) and
+``RNN(cell, return_sequences=True)`` gives the layer's outputs exactly.  (A
+cell's own ``compute_dtype`` is therefore float32, which is what makes
+``keras.layers.RNN`` carry float32 states; the ``dtype`` argument sets the
+policy of the maths, as the layer's.  ``keras.layers.StackedRNNCells`` and a
+stateful ``RNN`` store states in the RNN's dtype, so they still round them.)
+
+``keras.layers.RNN`` needs at least one time step, whatever the cell (it
+reads the first step before calling the cell); for sequences that may be
+empty, use the layers, which return an empty sequence.
 """
 
+import functools
 import inspect
 import math
 
@@ -29,7 +43,7 @@ from keras import ops
 
 from keras_spiking.filters import Alpha, Lowpass
 from keras_spiking.spiking_activation import SpikingActivation
-from keras_spiking.temporal import with_dt_decoded
+from keras_spiking.temporal import TemporalLayer, layer_from_config
 
 
 def _check_size(size, cell_name):
@@ -63,14 +77,22 @@ class KerasSpikingCell(keras.layers.Layer):
     ----------
     size : int or tuple of int
         Shape of one step's input (and output), without the batch axis.
-    layer : keras_spiking.temporal.TemporalLayer
-        The layer whose maths the cell steps (not built yet).
+    layer : keras_spiking.temporal.TemporalLayer or callable
+        The layer whose maths the cell steps (not built yet), or a callable
+        that makes it, given the keyword arguments ``name`` (the cell's, so
+        that the layer's error messages name the cell) and ``dtype``.
     **kwargs
-        Passed to ``keras.layers.Layer``.
+        Passed to ``keras.layers.Layer``; ``dtype`` is the dtype policy of
+        the layer's maths (the cell itself computes its states in float32).
     """
 
     def __init__(self, size, layer, **kwargs):
-        super().__init__(**kwargs)
+        dtype = kwargs.pop("dtype", None)
+        # float32: keras.layers.RNN casts the states to the cell's
+        # compute_dtype, and the states stay float32 as in the layers
+        super().__init__(dtype="float32", **kwargs)
+        if not isinstance(layer, TemporalLayer):
+            layer = layer(name=self.name, dtype=dtype)
         self.layer = layer
         self.size = _check_size(size, self.name)
         units = math.prod(self.size)
@@ -105,18 +127,38 @@ class KerasSpikingCell(keras.layers.Layer):
             for s in self.layer._initial_states(batch_size)
         ]
 
+    def _check_states(self, states):
+        if len(states) != self.layer.num_states:
+            raise ValueError(
+                f"Cell '{self.name}' ({type(self).__name__}) expects "
+                f"{self.layer.num_states} state tensor(s), each of shape "
+                f"(batch, *{self.size}); got {len(states)}."
+            )
+        for i, state in enumerate(states):
+            shape = tuple(state.shape)
+            if shape[1:] not in (self.size, (self.layer.units,)):
+                raise ValueError(
+                    f"Cell '{self.name}' ({type(self).__name__}) expects "
+                    f"states[{i}] of shape (batch, *{self.size}); got shape "
+                    f"{shape}."
+                )
+
     def call(self, inputs, states, training=None):
         if not isinstance(states, (list, tuple)):
             states = [states]
+        self._check_states(states)
         batch_size = ops.shape(inputs)[0]
         flat = [
             ops.cast(ops.reshape(s, (batch_size, self.layer.units)), "float32")
             for s in states
         ]
         x = ops.expand_dims(inputs, 1)
+        if keras.backend.is_float_dtype(x.dtype):
+            # as the layer's own call casts its input (its autocast)
+            x = ops.cast(x, self.layer.compute_dtype)
         y, new_states = self.layer._run(x, flat, training=bool(training))
         new_states = [
-            ops.cast(ops.reshape(s, (batch_size,) + self.size), self.compute_dtype)
+            ops.cast(ops.reshape(s, (batch_size,) + self.size), "float32")
             for s in new_states
         ]
         return y[:, 0], new_states
@@ -124,12 +166,14 @@ class KerasSpikingCell(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config["size"] = list(self.size)
+        # the policy of the maths (the cell's own is always float32)
+        config["dtype"] = keras.dtype_policies.serialize(self.layer.dtype_policy)
         config.update(_layer_config(self.layer))
         return config
 
     @classmethod
     def from_config(cls, config):
-        return super().from_config(with_dt_decoded(config))
+        return layer_from_config(cls, config)
 
 
 #: Arguments of a whole layer that a cell (one step, no sequence) has not.
@@ -191,7 +235,8 @@ class SpikingActivationCell(KerasSpikingCell):
         spiking_aware_training=True,
         **kwargs,
     ):
-        layer = SpikingActivation(
+        layer = functools.partial(
+            SpikingActivation,
             activation,
             dt=dt,
             seed=seed,
@@ -230,7 +275,8 @@ initial_level_constraint, tau_constraint
         tau_constraint=None,
         **kwargs,
     ):
-        layer = self._layer_class(
+        layer = functools.partial(
+            self._layer_class,
             tau_initializer,
             dt=dt,
             apply_during_training=apply_during_training,
@@ -240,6 +286,27 @@ initial_level_constraint, tau_constraint
             **_layer_arguments(self._layer_class, kwargs),
         )
         super().__init__(size, layer, **kwargs)
+
+    def _layer_weight(self, name):
+        if not self.layer.built:
+            raise AttributeError(
+                f"Cell '{self.name}' ({type(self).__name__}) has no `{name}` "
+                f"yet: it is not built (call it, or the keras.layers.RNN "
+                f"holding it, on an input first)."
+            )
+        return getattr(self.layer, name)
+
+    @property
+    def tau(self):
+        """The time constants (seconds): the trainable weight ``tau``, of
+        shape ``size``, as keras-spiking 0.3's cells had it (once built)."""
+        return self._layer_weight("tau")
+
+    @property
+    def initial_level(self):
+        """The trainable initial level, of shape ``size``, as keras-spiking
+        0.3's cells had it (once built)."""
+        return self._layer_weight("initial_level")
 
 
 @keras.saving.register_keras_serializable(package="keras_spiking")

@@ -1,11 +1,14 @@
 """Filters with trainable time constants: ``Lowpass`` and ``Alpha``."""
 
+import math
+import numbers
+
 import keras
 import numpy as np
 from keras import ops
 
 from keras_spiking import kernels
-from keras_spiking.temporal import TemporalLayer, dt_config, resolve_dt
+from keras_spiking.temporal import TemporalLayer, check_bool, dt_config, resolve_dt
 
 
 def _with_filter_parameters(cls):
@@ -68,24 +71,65 @@ class _Filter(TemporalLayer):
             time_major=time_major,
             **kwargs,
         )
-        if isinstance(tau_initializer, (int, float)) and not isinstance(
+        if isinstance(tau_initializer, numbers.Real) and not isinstance(
             tau_initializer, bool
         ):
             self._check_tau(float(tau_initializer))
             self.tau_initializer = keras.initializers.Constant(float(tau_initializer))
         else:
-            self.tau_initializer = keras.initializers.get(tau_initializer)
+            self.tau_initializer = self._get(
+                keras.initializers,
+                tau_initializer,
+                "tau_initializer",
+                "a positive float (seconds) or a Keras initializer",
+            )
         self.dt = resolve_dt(dt, self.name)
-        self.apply_during_training = apply_during_training
-        self.level_initializer = keras.initializers.get(level_initializer)
-        self.initial_level_constraint = keras.constraints.get(initial_level_constraint)
-        self.tau_constraint = keras.constraints.get(tau_constraint)
+        self.apply_during_training = check_bool(
+            apply_during_training, "apply_during_training", self.name
+        )
+        self.level_initializer = self._get(
+            keras.initializers,
+            level_initializer,
+            "level_initializer",
+            "a Keras initializer",
+        )
+        self.initial_level_constraint = self._get(
+            keras.constraints,
+            initial_level_constraint,
+            "initial_level_constraint",
+            "a Keras constraint or None",
+            optional=True,
+        )
+        self.tau_constraint = self._get(
+            keras.constraints,
+            tau_constraint,
+            "tau_constraint",
+            "a Keras constraint or None",
+            optional=True,
+        )
+
+    def _get(self, module, identifier, argument, expected, optional=False):
+        """``module.get(identifier)`` (``keras.initializers`` or
+        ``keras.constraints``), with errors that name the layer and argument."""
+        if identifier is None and not optional:
+            found = None
+        else:
+            try:
+                found = module.get(identifier)
+            except (ValueError, TypeError):
+                found = None
+            if identifier is None or found is not None:
+                return found
+        raise ValueError(
+            f"Layer '{self.name}' ({type(self).__name__}) expects "
+            f"`{argument}` to be {expected}; got {identifier!r}."
+        )
 
     def _check_tau(self, tau_min):
-        if not tau_min > 0:
+        if not (tau_min > 0 and math.isfinite(tau_min)):
             raise ValueError(
                 f"Layer '{self.name}' ({type(self).__name__}) expects time "
-                f"constants tau > 0 (seconds); got a tau of {tau_min}."
+                f"constants tau > 0 and finite (seconds); got a tau of {tau_min}."
             )
 
     def build_weights(self, feature_shape):
@@ -107,7 +151,8 @@ class _Filter(TemporalLayer):
             tau = np.asarray(self.tau.numpy())
         except Exception:  # not eager (a graph being traced): nothing to read
             return
-        self._check_tau(float(tau.min()))
+        bad = tau[~np.isfinite(tau)]
+        self._check_tau(float(bad.flat[0]) if bad.size else float(tau.min()))
 
     def _initial_states(self, batch_size):
         level = ops.reshape(ops.cast(self.initial_level, "float32"), (1, self.units))

@@ -3,7 +3,15 @@
 import keras
 from keras import ops
 
-from keras_spiking.temporal import check_time_axis
+from keras_spiking.temporal import (
+    check_bool,
+    check_some_steps,
+    check_time_axis,
+    layer_from_config,
+)
+
+#: Why the layer needs a time step (for ``check_some_steps``' message).
+_NEEDS_A_STEP = "averages over the time axis (a mean of no values is undefined)"
 
 
 @keras.saving.register_keras_serializable(package="keras_spiking")
@@ -13,6 +21,8 @@ class TemporalAvgPool(keras.layers.Layer):
     .. math::
 
         y = \frac{1}{T} \sum_{t=0}^{T-1} x_t
+
+    An input of 0 time steps has no mean: the layer raises a ValueError.
 
     Parameters
     ----------
@@ -24,7 +34,7 @@ class TemporalAvgPool(keras.layers.Layer):
 
     def __init__(self, *, time_major=False, **kwargs):
         super().__init__(**kwargs)
-        self.time_major = time_major
+        self.time_major = check_bool(time_major, "time_major", self.name)
 
     @property
     def _time_axis(self):
@@ -32,11 +42,16 @@ class TemporalAvgPool(keras.layers.Layer):
 
     def build(self, input_shape):
         check_time_axis(self, input_shape)
+        check_some_steps(self, input_shape, _NEEDS_A_STEP)
 
     def call(self, inputs):
+        check_time_axis(self, inputs.shape)
+        check_some_steps(self, tuple(inputs.shape), _NEEDS_A_STEP)
         return ops.mean(inputs, axis=self._time_axis)
 
     def compute_output_shape(self, input_shape):
+        check_time_axis(self, input_shape)
+        check_some_steps(self, input_shape, _NEEDS_A_STEP)
         shape = list(input_shape)
         del shape[self._time_axis]
         return tuple(shape)
@@ -45,3 +60,7 @@ class TemporalAvgPool(keras.layers.Layer):
         config = super().get_config()
         config["time_major"] = self.time_major
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        return layer_from_config(cls, config)

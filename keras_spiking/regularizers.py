@@ -20,6 +20,7 @@ Given directly to ``SpikingActivation``, a regulariser sees the spike trains
 (``TemporalAvgPool``, or a ``Lowpass`` output) to act on rates.
 """
 
+import math
 import numbers
 import warnings
 
@@ -27,16 +28,38 @@ import keras
 from keras import ops
 
 
+def _is_number(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_weight(value, name, owner):
+    """A penalty weight (``l1``, ``l2``) as a float >= 0."""
+    if not _is_number(value):
+        raise TypeError(
+            f"{owner} expects `{name}` to be a number >= 0; got {value!r} of "
+            f"type {type(value).__name__}."
+        )
+    if not (value >= 0 and math.isfinite(value)):
+        raise ValueError(f"{owner} expects `{name}` >= 0 and finite; got {value}.")
+    return float(value)
+
+
 def _check_target(target, owner):
-    """A scalar target, or a ``(min, max)`` range as a tuple of floats."""
-
-    def is_number(value):
-        return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-    if is_number(target):
+    """A scalar target, or a ``(min, max)`` range as a tuple of floats (a
+    bound may be infinite: ``(10, inf)`` is "at least 10")."""
+    if _is_number(target):
+        if not math.isfinite(target):
+            raise ValueError(
+                f"{owner} expects a finite `target` (or a (min, max) range); "
+                f"got {target!r}."
+            )
         return float(target)
     if isinstance(target, (tuple, list)):
-        if len(target) != 2 or not all(is_number(v) for v in target):
+        if (
+            len(target) != 2
+            or not all(_is_number(v) for v in target)
+            or any(math.isnan(v) for v in target)
+        ):
             raise ValueError(
                 f"{owner} expects a target range as a tuple with two elements "
                 f"(min, max), both numbers; got {target!r}."
@@ -81,7 +104,16 @@ class RangedRegularizer(keras.regularizers.Regularizer):
         self.target = _check_target(target, type(self).__name__)
         if regularizer is None:
             regularizer = keras.regularizers.L2(0.01)
-        self.regularizer = keras.regularizers.get(regularizer)
+        try:
+            self.regularizer = keras.regularizers.get(regularizer)
+        except (ValueError, TypeError):
+            self.regularizer = None
+        if self.regularizer is None or not callable(self.regularizer):
+            raise ValueError(
+                f"{type(self).__name__} expects `regularizer` to be a Keras "
+                f"regularizer (an object, a name such as 'l2', or a config "
+                f"dict); got {regularizer!r}."
+            )
 
     def distance(self, x):
         """``x`` minus its target (zero inside a target range)."""
@@ -128,13 +160,8 @@ class L1L2(RangedRegularizer):
     """
 
     def __init__(self, l1=0.0, l2=0.0, target=0):
-        self.l1 = float(l1)
-        self.l2 = float(l2)
-        for name, value in (("l1", self.l1), ("l2", self.l2)):
-            if not value >= 0:
-                raise ValueError(
-                    f"{type(self).__name__} expects `{name}` >= 0; got {value}."
-                )
+        self.l1 = _check_weight(l1, "l1", type(self).__name__)
+        self.l2 = _check_weight(l2, "l2", type(self).__name__)
         if self.l1 == 0 and self.l2 == 0:
             warnings.warn(
                 f"{type(self).__name__}: Regularization weight is zero, it will "
@@ -232,6 +259,24 @@ class Percentile(L1L2):
         self.percentile = float(percentile)
         if isinstance(axis, list):
             axis = tuple(axis)
+        if not (
+            axis is None
+            or (isinstance(axis, numbers.Integral) and not isinstance(axis, bool))
+            or (
+                isinstance(axis, tuple)
+                and axis
+                and all(
+                    isinstance(a, numbers.Integral) and not isinstance(a, bool)
+                    for a in axis
+                )
+            )
+        ):
+            raise TypeError(
+                f"Percentile expects `axis` to be an int, a tuple of ints or "
+                f"None; got {axis!r}."
+            )
+        if axis is not None:
+            axis = tuple(int(a) for a in axis) if isinstance(axis, tuple) else int(axis)
         self.axis = axis
         super().__init__(l1=l1, l2=l2, target=target)
 

@@ -1,12 +1,14 @@
 """``SpikingActivation``: any activation function, turned into spiking neurons."""
 
+import numbers
+
 import keras
 from keras import ops
 
 from keras_spiking import kernels
 from keras_spiking.backend import straight_through, uniform
 from keras_spiking.seeded_uniform import seeded_uniform
-from keras_spiking.temporal import TemporalLayer, dt_config, resolve_dt
+from keras_spiking.temporal import TemporalLayer, check_bool, dt_config, resolve_dt
 
 #: The neuron models of ``SpikingActivation`` (its ``neuron`` argument).
 NEURONS = ("rate", "if")
@@ -117,15 +119,19 @@ class SpikingActivation(TemporalLayer):
                 f"a callable); got {activation!r}."
             ) from error
         self.dt = resolve_dt(dt, self.name)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        if seed is not None and (
+            isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
+        ):
             raise TypeError(
                 f"Layer '{self.name}' expects `seed` to be an int or None; "
                 f"got {seed!r}."
             )
-        self.seed = seed
+        self.seed = None if seed is None else int(seed)
         self.seed_generator = keras.random.SeedGenerator() if seed is None else None
-        self.spiking_aware_training = spiking_aware_training
-        if neuron not in NEURONS:
+        self.spiking_aware_training = check_bool(
+            spiking_aware_training, "spiking_aware_training", self.name
+        )
+        if not isinstance(neuron, str) or neuron not in NEURONS:
             raise ValueError(
                 f"Layer '{self.name}' (SpikingActivation) expects `neuron` to be "
                 f"one of {NEURONS}; got {neuron!r}."
@@ -140,10 +146,13 @@ class SpikingActivation(TemporalLayer):
         self.neuron = neuron
         #: The integrate-and-fire voltage is two tensors (fraction, level).
         self.num_states = 2 if neuron == "if" else 1
-        if not (
+        uniform_voltage = isinstance(initial_voltage, str) and (
             initial_voltage == "uniform"
+        )
+        if not (
+            uniform_voltage
             or (
-                isinstance(initial_voltage, (int, float))
+                isinstance(initial_voltage, numbers.Real)
                 and not isinstance(initial_voltage, bool)
                 and 0 <= initial_voltage < 1
             )
@@ -153,9 +162,7 @@ class SpikingActivation(TemporalLayer):
                 f"`initial_voltage` to be 'uniform' or a float in [0, 1); got "
                 f"{initial_voltage!r}."
             )
-        self.initial_voltage = (
-            initial_voltage if initial_voltage == "uniform" else float(initial_voltage)
-        )
+        self.initial_voltage = "uniform" if uniform_voltage else float(initial_voltage)
 
     def _initial_states(self, batch_size):
         if self.initial_voltage != "uniform":

@@ -1,8 +1,10 @@
 """What every layer with a time axis shares: shapes, ``dt``, state, layout."""
 
 import math
+import numbers
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_spiking.config import default
@@ -11,8 +13,10 @@ from keras_spiking.config import default
 def resolve_dt(dt, layer_name):
     """Check a layer's ``dt`` argument; ``default.dt`` for None.
 
-    Returns ``dt`` as given: a positive float, or a non-trainable scalar
-    ``keras.Variable`` (kept, so that assigning to it changes the layer).
+    Returns ``dt`` as given: a positive, finite float (any real number type,
+    NumPy scalars included, converted to ``float``), or a non-trainable
+    scalar float ``keras.Variable`` (kept, so that assigning to it changes the
+    layer).
     """
     if dt is None:
         dt = default.dt
@@ -24,7 +28,13 @@ def resolve_dt(dt, layer_name):
                 f"trainable variable '{dt.name}'. Create it with "
                 f"keras.Variable(value, trainable=False)."
             )
-    elif isinstance(dt, (int, float)) and not isinstance(dt, bool):
+        if tuple(dt.shape) != () or "float" not in str(dt.dtype):
+            raise ValueError(
+                f"Layer '{layer_name}' expects a `dt` variable holding one "
+                f"float (a scalar); got variable '{dt.name}' of shape "
+                f"{tuple(dt.shape)} and dtype {dt.dtype}."
+            )
+    elif isinstance(dt, numbers.Real) and not isinstance(dt, bool):
         dt = float(dt)
     else:
         raise TypeError(
@@ -34,12 +44,26 @@ def resolve_dt(dt, layer_name):
     value = dt_value(dt)
     # A variable may hold 0 until ``DtScheduler`` fills it in before the first
     # batch (as keras-spiking 0.3 allowed); a float must be a real time step.
-    if not (value > 0 or (isinstance(dt, keras.Variable) and value == 0)):
+    if not (
+        (value > 0 and math.isfinite(value))
+        or (isinstance(dt, keras.Variable) and value == 0)
+    ):
         raise ValueError(
-            f"Layer '{layer_name}' expects `dt` > 0 (seconds), or a variable "
-            f"holding 0 that a DtScheduler sets later; got dt={value}."
+            f"Layer '{layer_name}' expects `dt` > 0 and finite (seconds), or a "
+            f"variable holding 0 that a DtScheduler sets later; got dt={value}."
         )
     return dt
+
+
+def check_bool(value, argument, layer_name):
+    """``value`` as a ``bool``; a TypeError naming ``argument`` and the layer
+    for anything but ``True``/``False`` (a string such as ``"no"`` is truthy)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(
+        f"Layer '{layer_name}' expects `{argument}` to be True or False; got "
+        f"{value!r} of type {type(value).__name__}."
+    )
 
 
 def dt_value(dt):
@@ -81,6 +105,18 @@ def with_dt_decoded(config):
     return config
 
 
+def layer_from_config(cls, config):
+    """``cls(**config)`` with ``dt`` and ``dtype`` decoded, as Keras'
+    ``Layer.from_config`` does, but letting the layer's own errors through:
+    Keras re-raises any error of the constructor as a TypeError ("Error when
+    deserializing class ..."), so a ``.keras`` file holding a bad value (say
+    ``dt=-1``) would not fail with the layer's ValueError that names it."""
+    config = with_dt_decoded(config)
+    if isinstance(config.get("dtype"), dict):
+        config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
+    return cls(**config)
+
+
 def check_time_axis(layer, input_shape):
     """Raise a ValueError naming ``layer`` if ``input_shape`` has no time axis."""
     if len(input_shape) < 3:
@@ -89,6 +125,19 @@ def check_time_axis(layer, input_shape):
             f"Layer '{layer.name}' ({type(layer).__name__}) expects inputs "
             f"with a time axis, {layout}, so of rank >= 3; got an input of "
             f"shape {tuple(input_shape)} (rank {len(input_shape)})."
+        )
+
+
+def check_some_steps(layer, input_shape, why):
+    """Raise a ValueError naming ``layer`` if ``input_shape`` (batch-major or
+    time-major as ``layer.time_major`` says) is known to have 0 time steps:
+    for outputs that need at least one step (``why`` says which)."""
+    steps = input_shape[0 if layer.time_major else 1]
+    if steps == 0:
+        raise ValueError(
+            f"Layer '{layer.name}' ({type(layer).__name__}) {why}, so it needs "
+            f"at least one time step; got an input with 0 time steps, of "
+            f"shape {tuple(input_shape)}."
         )
 
 
@@ -128,6 +177,15 @@ class TemporalLayer(keras.layers.Layer):
     twin: make a streaming copy of a trained model with
     ``keras_spiking.stateful_copy``.
 
+    Sequences of 0 steps: with ``return_sequences=True`` the output is an
+    empty sequence, ``(batch, 0, *features)`` (``(0, batch, *features)``
+    with ``time_major=True``), and the final states, returned with
+    ``return_state=True`` and carried over by a stateful layer, are the
+    states it started from; with ``return_sequences=False`` there is no last
+    step to return, so the layer raises a ValueError.  (The number of steps
+    must be known when the layer is called: inside a TensorFlow graph traced
+    with an unknown time axis, 0 steps are not supported.)
+
     Parameters
     ----------
     return_sequences : bool
@@ -160,11 +218,13 @@ class TemporalLayer(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.return_sequences = return_sequences
-        self.return_state = return_state
-        self.stateful = stateful
-        self.time_major = time_major
-        self.unroll = bool(unroll)
+        self.return_sequences = check_bool(
+            return_sequences, "return_sequences", self.name
+        )
+        self.return_state = check_bool(return_state, "return_state", self.name)
+        self.stateful = check_bool(stateful, "stateful", self.name)
+        self.time_major = check_bool(time_major, "time_major", self.name)
+        self.unroll = check_bool(unroll, "unroll", self.name)
         self.supports_masking = False
         self.states = None
 
@@ -172,6 +232,10 @@ class TemporalLayer(keras.layers.Layer):
 
     def _check_input_shape(self, input_shape):
         check_time_axis(self, input_shape)
+        if not self.return_sequences:
+            check_some_steps(
+                self, input_shape, "returns the last time step (return_sequences=False)"
+            )
         for size in input_shape[2:]:
             if size is None:
                 raise ValueError(
@@ -215,7 +279,11 @@ class TemporalLayer(keras.layers.Layer):
     def build_weights(self, feature_shape):
         """Create the layer's weights (override); called by ``build``."""
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, inputs_shape, initial_state_shape=None):
+        input_shape = inputs_shape
+        self._check_input_shape(input_shape)
+        if initial_state_shape is not None:
+            self._check_initial_state_shapes(input_shape, initial_state_shape)
         shape = self._batch_major(input_shape)
         if self.return_sequences:
             output_shape = tuple(input_shape)
@@ -282,24 +350,50 @@ class TemporalLayer(keras.layers.Layer):
 
     # --------------------------------------------------------------- call --
 
+    def _check_initial_state_shapes(self, input_shape, state_shapes):
+        """Check the number and shapes of ``initial_state`` (given as shapes;
+        a single shape or a list of them) against the input's shape."""
+        if isinstance(state_shapes, tuple) and all(
+            size is None or isinstance(size, int) for size in state_shapes
+        ):
+            state_shapes = [state_shapes]  # one shape, not a list of shapes
+        if len(state_shapes) != self.num_states:
+            raise ValueError(
+                f"Layer '{self.name}' ({type(self).__name__}) expects "
+                f"{self.num_states} initial state tensor(s), each of shape "
+                f"(batch, *features); got {len(state_shapes)}."
+            )
+        shape = self._batch_major(input_shape)
+        expected = (shape[0],) + tuple(shape[2:])
+        for i, state_shape in enumerate(state_shapes):
+            state_shape = tuple(state_shape)
+            if len(state_shape) != len(expected) or any(
+                a is not None and b is not None and a != b
+                for a, b in zip(state_shape, expected, strict=True)
+            ):
+                raise ValueError(
+                    f"Layer '{self.name}' ({type(self).__name__}) expects "
+                    f"initial_state[{i}] of shape {expected} (batch, "
+                    f"*features), like its input {tuple(input_shape)}; got "
+                    f"shape {state_shape}."
+                )
+
     def call(self, inputs, initial_state=None, training=None):
+        self._check_input_shape(tuple(inputs.shape))
+        if initial_state is not None:
+            if not isinstance(initial_state, (list, tuple)):
+                initial_state = [initial_state]
+            initial_state = [ops.convert_to_tensor(s) for s in initial_state]
+            self._check_initial_state_shapes(
+                tuple(inputs.shape), [tuple(s.shape) for s in initial_state]
+            )
         if self.time_major:
             inputs = ops.transpose(inputs, (1, 0) + tuple(range(2, len(inputs.shape))))
         x = inputs
         batch_size = ops.shape(x)[0]
 
         if initial_state is not None:
-            states = (
-                initial_state
-                if isinstance(initial_state, (list, tuple))
-                else [initial_state]
-            )
-            if len(states) != self.num_states:
-                raise ValueError(
-                    f"Layer '{self.name}' expects {self.num_states} initial "
-                    f"state tensor(s); got {len(states)}."
-                )
-            states = [ops.reshape(s, (batch_size, self.units)) for s in states]
+            states = [ops.reshape(s, (batch_size, self.units)) for s in initial_state]
         elif self.stateful:
             rows = self.states[0].shape[0]
             if x.shape[0] is not None and x.shape[0] != rows:
@@ -322,11 +416,17 @@ class TemporalLayer(keras.layers.Layer):
             states = self._initial_states(batch_size)
         states = [ops.cast(s, "float32") for s in states]
 
-        outputs, states = self._run(x, states, training=bool(training))
-
-        if self.stateful:
-            for variable, state in zip(self.states, states, strict=True):
-                variable.assign(ops.reshape(ops.stop_gradient(state), variable.shape))
+        if x.shape[1] == 0:
+            # Nothing to run (the kernels need a step): an empty sequence,
+            # and the states stay where they were.
+            outputs = ops.zeros(ops.shape(x), self.compute_dtype)
+        else:
+            outputs, states = self._run(x, states, training=bool(training))
+            if self.stateful:
+                for variable, state in zip(self.states, states, strict=True):
+                    variable.assign(
+                        ops.reshape(ops.stop_gradient(state), variable.shape)
+                    )
 
         if self.return_sequences:
             if self.time_major:
@@ -378,4 +478,4 @@ class TemporalLayer(keras.layers.Layer):
 
     @classmethod
     def from_config(cls, config):
-        return super().from_config(with_dt_decoded(config))
+        return layer_from_config(cls, config)

@@ -333,3 +333,130 @@ def test_fit_lowers_the_loss():
 
 def test_default_dt_is_a_millisecond():
     assert keras_spiking.default.dt == 0.001
+
+
+# ------------------------------------------------ sequences of 0 steps ---
+
+SEQUENCE_LAYERS = {
+    "rate": lambda **kwargs: SpikingActivation("relu", **kwargs),
+    "if": lambda **kwargs: SpikingActivation("relu", neuron="if", **kwargs),
+    "lowpass": lambda **kwargs: Lowpass(0.01, **kwargs),
+    "alpha": lambda **kwargs: Alpha(0.01, **kwargs),
+}
+
+
+def starting_states(name, batch=2, units=3):
+    """Distinct states to start from (for the IF neuron: a fraction in [0, 1)
+    and an integer level <= 0)."""
+    first = np.arange(batch * units, dtype="float32").reshape(batch, units) / 8
+    if name == "if":
+        return [first, -np.ones((batch, units), "float32")]
+    if name == "alpha":
+        return [first, first + 1]
+    return [first]
+
+
+@pytest.mark.parametrize("name", SEQUENCE_LAYERS)
+@pytest.mark.parametrize("time_major", [False, True])
+def test_zero_steps_give_an_empty_sequence(name, time_major):
+    shape = (0, 2, 3) if time_major else (2, 0, 3)
+    out = numpy(
+        SEQUENCE_LAYERS[name](time_major=time_major)(np.zeros(shape, "float32"))
+    )
+    assert out.shape == shape
+    assert out.dtype == np.float32
+    # and symbolically
+    inp = keras.Input(batch_shape=shape)
+    assert tuple(SEQUENCE_LAYERS[name](time_major=time_major)(inp).shape) == shape
+
+
+@pytest.mark.parametrize("name", SEQUENCE_LAYERS)
+def test_zero_steps_leave_the_state_where_it_was(name):
+    start = starting_states(name)
+    layer = SEQUENCE_LAYERS[name](return_state=True)
+    out, *states = numpy(layer(np.zeros((2, 0, 3), "float32"), initial_state=start))
+    assert out.shape == (2, 0, 3)
+    assert len(states) == len(start)
+    for state, expected in zip(states, start, strict=True):
+        np.testing.assert_array_equal(state, expected)
+
+    # a stateful layer keeps its state through an empty call
+    stateful = SEQUENCE_LAYERS[name](stateful=True, return_state=True)
+    _, *before = numpy(stateful(np.ones((2, 4, 3), "float32")))
+    out, *after = numpy(stateful(np.ones((2, 0, 3), "float32")))
+    assert out.shape == (2, 0, 3)
+    for state, expected in zip(after, before, strict=True):
+        np.testing.assert_array_equal(state, expected)
+    for variable, expected in zip(stateful.states, before, strict=True):
+        np.testing.assert_array_equal(numpy(variable), expected)
+
+
+@pytest.mark.parametrize("name", SEQUENCE_LAYERS)
+def test_zero_steps_have_no_last_step(name):
+    layer = SEQUENCE_LAYERS[name](return_sequences=False, name="last_step")
+    with pytest.raises(ValueError) as info:
+        layer(np.zeros((2, 0, 3), "float32"))
+    message = str(info.value).split("Arguments received")[0]
+    assert "'last_step'" in message and "return_sequences=False" in message
+    assert "at least one time step" in message and "0 time steps" in message
+    with pytest.raises(ValueError, match="last_step2.*at least one time step"):
+        SEQUENCE_LAYERS[name](return_sequences=False, name="last_step2")(
+            keras.Input((0, 3))
+        )
+
+
+@pytest.mark.parametrize("time_major", [False, True])
+def test_temporal_avg_pool_of_zero_steps_is_undefined(time_major):
+    shape = (0, 2, 3) if time_major else (2, 0, 3)
+    layer = TemporalAvgPool(time_major=time_major, name="mean_of_nothing")
+    with pytest.raises(ValueError) as info:
+        layer(np.zeros(shape, "float32"))
+    message = str(info.value).split("Arguments received")[0]
+    assert "'mean_of_nothing'" in message and "at least one time step" in message
+    with pytest.raises(ValueError, match="mean_of_nothing2.*at least one time step"):
+        TemporalAvgPool(time_major=time_major, name="mean_of_nothing2")(
+            keras.Input(batch_shape=shape)
+        )
+
+
+# ----------------------------------------------- initial_state checks ---
+
+
+@pytest.mark.parametrize("name", SEQUENCE_LAYERS)
+@pytest.mark.parametrize("bad", [(2, 5), (3, 3), (2, 3, 1), (6,), (2, 1)])
+def test_initial_state_of_the_wrong_shape_is_rejected(name, bad):
+    good = starting_states(name)
+    states = [np.zeros(bad, "float32")] + good[1:]
+    layer = SEQUENCE_LAYERS[name](name="bad_start")
+    with pytest.raises(ValueError) as info:
+        layer(np.zeros((2, 4, 3), "float32"), initial_state=states)
+    message = str(info.value).split("Arguments received")[0]
+    assert "'bad_start'" in message
+    assert "initial_state[0]" in message
+    assert "(2, 3)" in message and str(bad) in message
+
+
+@pytest.mark.parametrize("name", SEQUENCE_LAYERS)
+def test_initial_state_checks_symbolic_shapes(name):
+    count = len(starting_states(name))
+    layer = SEQUENCE_LAYERS[name](name="bad_symbolic_start")
+    with pytest.raises(
+        ValueError, match=r"bad_symbolic_start.*\(None, 3\).*\(None, 5\)"
+    ):
+        layer(keras.Input((4, 3)), initial_state=[keras.Input((5,))] * count)
+    # the right shape is accepted, with the batch axis unknown
+    layer = SEQUENCE_LAYERS[name]()
+    out = layer(keras.Input((4, 3)), initial_state=[keras.Input((3,))] * count)
+    assert tuple(out.shape) == (None, 4, 3)
+
+
+@pytest.mark.parametrize("name", SEQUENCE_LAYERS)
+def test_initial_state_count_is_checked(name):
+    count = len(starting_states(name))
+    layer = SEQUENCE_LAYERS[name](name="state_count")
+    states = [np.zeros((2, 3), "float32")] * (count + 1)
+    with pytest.raises(ValueError) as info:
+        layer(np.zeros((2, 4, 3), "float32"), initial_state=states)
+    message = str(info.value).split("Arguments received")[0]
+    assert "'state_count'" in message and f"expects {count} initial state" in message
+    assert f"got {count + 1}" in message

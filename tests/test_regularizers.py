@@ -169,7 +169,11 @@ def test_training_with_percentile_limits_high_rates():
     model.fit(x, epochs=25, batch_size=64, verbose=0)
     after = np.percentile(model.predict(x, verbose=0), 90, axis=0)
     assert before.max() > 50
-    assert after.max() < 25
+    # A rate over 10 steps of 0.01 s is a multiple of 10 Hz, and the initial
+    # voltage can add one spike (10 Hz) to a neuron firing at 20 Hz: so the
+    # bound is the target plus one spike, and most neurons meet the target.
+    assert after.max() <= 20 + 10
+    assert np.median(after) <= 20
 
 
 ALL = [
