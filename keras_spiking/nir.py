@@ -69,6 +69,7 @@ cells inside the image only), ``Rescaling`` with an offset, layers with
 """
 
 import dataclasses
+import os
 
 import keras
 import numpy as np
@@ -1074,6 +1075,26 @@ def _build(inputs, specs):
     return model
 
 
+def _read_graph(nir, graph_or_path):
+    """The NIR graph given, or read from a file, or a clear error."""
+    if isinstance(graph_or_path, nir.NIRGraph):
+        return graph_or_path
+    if not isinstance(graph_or_path, (str, os.PathLike)):
+        raise TypeError(
+            f"keras_spiking.nir.load expects a nir.NIRGraph or the path of a "
+            f"file written by nir.write; got {graph_or_path!r} of type "
+            f"{type(graph_or_path).__name__}."
+        )
+    try:
+        return nir.read(graph_or_path)
+    except (OSError, KeyError, ValueError, TypeError) as error:
+        raise ValueError(
+            f"keras_spiking.nir.load cannot read a NIR graph from "
+            f"'{os.fspath(graph_or_path)}' ({type(error).__name__}: {error}); "
+            f"expected a file written by nir.write."
+        ) from error
+
+
 def load(graph_or_path, dt=None):
     """Build a Keras model from a NIR graph (the inverse of ``export``).
 
@@ -1109,9 +1130,7 @@ def load(graph_or_path, dt=None):
         Input ``(batch, time, *features)`` (images channels last).
     """
     nir = _nir()
-    graph = graph_or_path
-    if not isinstance(graph, nir.NIRGraph):
-        graph = nir.read(graph_or_path)
+    graph = _read_graph(nir, graph_or_path)
     metadata = graph.metadata if isinstance(graph.metadata, dict) else {}
     rectified = str(_metadata_value(metadata, "rectified_if_nodes", ""))
     chain = _chain_of(nir, graph)

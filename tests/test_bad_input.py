@@ -291,12 +291,6 @@ KERAS_RNN_NEEDS_A_STEP = pytest.mark.xfail(
     "InvalidArgumentError by backend; the cells cannot intercept it",
     strict=True,
 )
-NIR_LOAD_UNCHECKED_INPUT = pytest.mark.xfail(
-    reason="keras_spiking.nir.load passes a file or object it cannot read on to "
-    "nir.read (h5py OSError, or a TypeError that names neither load nor "
-    "what it accepts); being fixed in nir.py",
-    strict=True,
-)
 
 
 # ----------------------------------------------------------------- table ---
@@ -1012,14 +1006,12 @@ CASES = [
         nir_load_garbage_file,
         ValueError,
         r"keras_spiking.nir.load.*garbage\.nir",
-        NIR_LOAD_UNCHECKED_INPUT,
     ),
     case(
         "nir-load-not-a-graph",
         lambda: nir_load(123),
         TypeError,
         r"nir\.load.*(NIRGraph|graph).*123",
-        NIR_LOAD_UNCHECKED_INPUT,
     ),
     # ---- tampered .keras files fail with the layer's own error
     case(
