@@ -8,6 +8,8 @@ from keras import ops
 
 from keras_spiking.temporal import dt_value
 
+__all__ = ["ActivityMonitor", "DtScheduler"]
+
 
 class DtScheduler(keras.callbacks.Callback):
     """Change a ``dt`` variable during training, following a schedule.
@@ -92,6 +94,7 @@ class DtScheduler(keras.callbacks.Callback):
         return int(ops.convert_to_numpy(optimizer.iterations))
 
     def on_train_begin(self, logs=None):
+        """Check that the model's layers use the scheduled ``dt`` variable."""
         if not any(v is self.dt for v in self.model.non_trainable_variables):
             raise ValueError(
                 f"DtScheduler: no layer of model '{self.model.name}' uses the "
@@ -102,6 +105,7 @@ class DtScheduler(keras.callbacks.Callback):
         self._last = None
 
     def on_train_batch_begin(self, batch, logs=None):
+        """Set ``dt`` to the scheduler's value for the coming training step."""
         # ``self.model`` first: on JAX it syncs the trainer's state into the
         # variables and marks it for re-reading, so our assignment is used.
         model = self.model
@@ -125,9 +129,10 @@ class DtScheduler(keras.callbacks.Callback):
         self._last = value
 
     def on_epoch_end(self, epoch, logs=None):
+        """Log the current ``dt`` (as ``"dt"``)."""
         if logs is not None:
             logs["dt"] = dt_value(self.dt)
 
 
 # Defined with the activity measurements; re-exported here with the callbacks.
-from keras_spiking.activity import ActivityMonitor  # noqa: E402, F401
+from keras_spiking.activity import ActivityMonitor  # noqa: E402

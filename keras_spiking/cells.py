@@ -106,6 +106,7 @@ class KerasSpikingCell(keras.layers.Layer):
         return self.layer.dt
 
     def build(self, input_shape):
+        """Check the input's shape and build the wrapped layer."""
         input_shape = tuple(input_shape)
         if input_shape[1:] != self.size:
             raise ValueError(
@@ -144,6 +145,7 @@ class KerasSpikingCell(keras.layers.Layer):
                 )
 
     def call(self, inputs, states, training=None):
+        """Run one step on ``inputs`` from ``states``; the output and new states."""
         if not isinstance(states, (list, tuple)):
             states = [states]
         self._check_states(states)
@@ -164,6 +166,7 @@ class KerasSpikingCell(keras.layers.Layer):
         return y[:, 0], new_states
 
     def get_config(self):
+        """The cell's arguments (its layer's included), for ``from_config``."""
         config = super().get_config()
         config["size"] = list(self.size)
         # the policy of the maths (the cell's own is always float32)
@@ -173,6 +176,7 @@ class KerasSpikingCell(keras.layers.Layer):
 
     @classmethod
     def from_config(cls, config):
+        """Create a cell from its ``get_config``."""
         return layer_from_config(cls, config)
 
 
@@ -198,9 +202,11 @@ def _layer_config(layer):
 
 
 def _layer_arguments(layer_class, kwargs):
-    """Take the arguments of ``layer_class`` (its own, not ``Layer``'s) out
-    of ``kwargs``: a cell passes its layer's options on (for example
-    ``SpikingActivation``'s ``neuron``), and the rest to ``keras.layers.Layer``.
+    """Take the arguments of ``layer_class`` out of ``kwargs``.
+
+    Its own arguments, not ``Layer``'s: a cell passes its layer's options on
+    (for example ``SpikingActivation``'s ``neuron``), and the rest to
+    ``keras.layers.Layer``.
     """
     own = inspect.signature(layer_class.__init__).parameters
     return {
@@ -298,14 +304,18 @@ initial_level_constraint, tau_constraint
 
     @property
     def tau(self):
-        """The time constants (seconds): the trainable weight ``tau``, of
-        shape ``size``, as keras-spiking 0.3's cells had it (once built)."""
+        """The time constants (seconds): the trainable weight ``tau``.
+
+        Of shape ``size``, as keras-spiking 0.3's cells had it (once built).
+        """
         return self._layer_weight("tau")
 
     @property
     def initial_level(self):
-        """The trainable initial level, of shape ``size``, as keras-spiking
-        0.3's cells had it (once built)."""
+        """The trainable initial level, of shape ``size``.
+
+        As keras-spiking 0.3's cells had it (once built).
+        """
         return self._layer_weight("initial_level")
 
 
@@ -318,7 +328,9 @@ class LowpassCell(_FilterCell):
 
 @keras.saving.register_keras_serializable(package="keras_spiking")
 class AlphaCell(_FilterCell):
-    """``Alpha`` one step at a time, two states (see that layer and
-    ``_FilterCell``)."""
+    """``Alpha`` one step at a time, two states.
+
+    See that layer and ``_FilterCell``.
+    """
 
     _layer_class = Alpha

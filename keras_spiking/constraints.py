@@ -37,8 +37,10 @@ class Mean(keras.constraints.Constraint):
         self.axis = axis
 
     def __call__(self, w):
+        """``w`` with every value replaced by the mean along ``axis``."""
         mean = ops.mean(w, axis=self.axis, keepdims=True)
         return ops.broadcast_to(mean, ops.shape(w))
 
     def get_config(self):
+        """The constraint's arguments, for ``from_config``."""
         return {"axis": self.axis}

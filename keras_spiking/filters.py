@@ -12,8 +12,10 @@ from keras_spiking.temporal import TemporalLayer, check_bool, dt_config, resolve
 
 
 def _with_filter_parameters(cls):
-    """Append ``_Filter``'s parameter documentation to ``cls.__doc__``
-    (docstrings are None under ``python -OO``: then nothing to append)."""
+    """Append ``_Filter``'s parameter documentation to ``cls.__doc__``.
+
+    Docstrings are None under ``python -OO``: then there is nothing to append.
+    """
     if cls.__doc__ and _Filter.__doc__:
         cls.__doc__ += _Filter.__doc__.split("\n", 1)[1]
     return cls
@@ -109,8 +111,10 @@ class _Filter(TemporalLayer):
         )
 
     def _get(self, module, identifier, argument, expected, optional=False):
-        """``module.get(identifier)`` (``keras.initializers`` or
-        ``keras.constraints``), with errors that name the layer and argument."""
+        """``module.get(identifier)``, with errors that name the layer and argument.
+
+        ``module`` is ``keras.initializers`` or ``keras.constraints``.
+        """
         if identifier is None and not optional:
             found = None
         else:
@@ -165,9 +169,11 @@ class _Filter(TemporalLayer):
         return -self._dt_tensor() / ops.reshape(tau, (self.units,))
 
     def _filter(self, x, log_a, states):
-        """Filter ``x`` (``(batch, time, units)``, float32) with decay
-        ``exp(log_a)`` per unit from ``states``; returns the output (same
-        layout) and the final states (implemented by each filter)."""
+        """Filter ``x`` with decay ``exp(log_a)`` per unit from ``states``.
+
+        ``x`` is ``(batch, time, units)``, float32.  Returns the output (same
+        layout) and the final states (implemented by each filter).
+        """
         raise NotImplementedError
 
     def _run(self, x, states, training):

@@ -41,15 +41,18 @@ class TemporalAvgPool(keras.layers.Layer):
         return 0 if self.time_major else 1
 
     def build(self, input_shape):
+        """Check that the input has a time axis with at least one step."""
         check_time_axis(self, input_shape)
         check_some_steps(self, input_shape, _NEEDS_A_STEP)
 
     def call(self, inputs):
+        """The mean of ``inputs`` over the time axis."""
         check_time_axis(self, inputs.shape)
         check_some_steps(self, tuple(inputs.shape), _NEEDS_A_STEP)
         return ops.mean(inputs, axis=self._time_axis)
 
     def compute_output_shape(self, input_shape):
+        """``input_shape`` without the time axis."""
         check_time_axis(self, input_shape)
         check_some_steps(self, input_shape, _NEEDS_A_STEP)
         shape = list(input_shape)
@@ -57,10 +60,12 @@ class TemporalAvgPool(keras.layers.Layer):
         return tuple(shape)
 
     def get_config(self):
+        """The layer's arguments, for ``from_config``."""
         config = super().get_config()
         config["time_major"] = self.time_major
         return config
 
     @classmethod
     def from_config(cls, config):
+        """Create a layer from its ``get_config``."""
         return layer_from_config(cls, config)

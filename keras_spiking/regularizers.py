@@ -45,8 +45,10 @@ def _check_weight(value, name, owner):
 
 
 def _check_target(target, owner):
-    """A scalar target, or a ``(min, max)`` range as a tuple of floats (a
-    bound may be infinite: ``(10, inf)`` is "at least 10")."""
+    """A scalar target, or a ``(min, max)`` range as a tuple of floats.
+
+    A bound may be infinite: ``(10, inf)`` is "at least 10".
+    """
     if _is_number(target):
         if not math.isfinite(target):
             raise ValueError(
@@ -126,9 +128,11 @@ class RangedRegularizer(keras.regularizers.Regularizer):
         return x - ops.convert_to_tensor(self.target, dtype=x.dtype)
 
     def __call__(self, x):
+        """The penalty on ``x``: the regularizer of its distance from the target."""
         return self.regularizer(self.distance(x))
 
     def get_config(self):
+        """The regularizer's arguments, for ``from_config``."""
         return {
             "target": self.target,
             "regularizer": keras.regularizers.serialize(self.regularizer),
@@ -136,6 +140,7 @@ class RangedRegularizer(keras.regularizers.Regularizer):
 
     @classmethod
     def from_config(cls, config):
+        """Create a regularizer from its ``get_config``."""
         config = dict(config)
         if isinstance(config.get("target"), list):
             config["target"] = tuple(config["target"])
@@ -173,10 +178,12 @@ class L1L2(RangedRegularizer):
         )
 
     def get_config(self):
+        """The regularizer's arguments, for ``from_config``."""
         return {"l1": self.l1, "l2": self.l2, "target": self.target}
 
     @classmethod
     def from_config(cls, config):
+        """Create a regularizer from its ``get_config``."""
         config = dict(config)
         if isinstance(config.get("target"), list):
             config["target"] = tuple(config["target"])
@@ -199,6 +206,7 @@ class L1(L1L2):
         super().__init__(l1=l1, l2=0.0, target=target)
 
     def get_config(self):
+        """The regularizer's arguments, for ``from_config``."""
         return {"l1": self.l1, "target": self.target}
 
 
@@ -218,6 +226,7 @@ class L2(L1L2):
         super().__init__(l1=0.0, l2=l2, target=target)
 
     def get_config(self):
+        """The regularizer's arguments, for ``from_config``."""
         return {"l2": self.l2, "target": self.target}
 
 
@@ -281,6 +290,7 @@ class Percentile(L1L2):
         super().__init__(l1=l1, l2=l2, target=target)
 
     def __call__(self, x):
+        """The penalty on the percentile of ``x`` along ``axis``."""
         x = ops.convert_to_tensor(x)
         if self.percentile == 100:
             value = ops.max(x, axis=self.axis)
@@ -289,6 +299,7 @@ class Percentile(L1L2):
         return super().__call__(ops.cast(value, x.dtype))
 
     def get_config(self):
+        """The regularizer's arguments, for ``from_config``."""
         return {
             "percentile": self.percentile,
             "axis": self.axis,

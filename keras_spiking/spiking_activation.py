@@ -193,6 +193,7 @@ class SpikingActivation(TemporalLayer):
         return straight_through(rates, spikes), [voltage]
 
     def get_config(self):
+        """The layer's arguments, for ``from_config``."""
         config = super().get_config()
         config.update(
             {

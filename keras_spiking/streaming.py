@@ -76,8 +76,11 @@ def stateful_copy(model, batch_size=1):
 
 
 def _copy_weights(source, target):
-    """Layer by layer: each target layer's first weights are the source's
-    (a stateful layer's states come after its own weights)."""
+    """Copy the weights of ``source`` into ``target``, layer by layer.
+
+    Each target layer's first weights are the source's (a stateful layer's
+    states come after its own weights).
+    """
     for layer, twin in zip(source.layers, target.layers, strict=True):
         if isinstance(layer, keras.Model):
             _copy_weights(layer, twin)
@@ -87,8 +90,10 @@ def _copy_weights(source, target):
 
 
 def reset_states(model):
-    """Start a new sequence: ``reset_state()`` on every stateful layer of
-    ``model`` (nested models included)."""
+    """Start a new sequence: ``reset_state()`` on every stateful layer of ``model``.
+
+    Nested models included.
+    """
     for layer in model.layers:
         if isinstance(layer, keras.Model):
             reset_states(layer)

@@ -56,8 +56,11 @@ def resolve_dt(dt, layer_name):
 
 
 def check_bool(value, argument, layer_name):
-    """``value`` as a ``bool``; a TypeError naming ``argument`` and the layer
-    for anything but ``True``/``False`` (a string such as ``"no"`` is truthy)."""
+    """``value`` as a ``bool``.
+
+    A TypeError naming ``argument`` and the layer for anything but
+    ``True``/``False`` (a string such as ``"no"`` is truthy).
+    """
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     raise TypeError(
@@ -76,8 +79,10 @@ def dt_value(dt):
 
 
 def dt_config(dt):
-    """The config entry for ``dt``: a float, or a dict for a variable
-    (``dt_from_config`` is the inverse)."""
+    """The config entry for ``dt``: a float, or a dict for a variable.
+
+    ``dt_from_config`` is the inverse.
+    """
     if isinstance(dt, keras.Variable):
         return {"value": dt_value(dt), "name": dt.name}
     return dt
@@ -97,8 +102,10 @@ def dt_from_config(config_dt):
 
 
 def with_dt_decoded(config):
-    """A copy of a layer's config with its ``dt`` entry decoded
-    (``dt_from_config``), for ``from_config``."""
+    """A copy of a layer's config with its ``dt`` entry decoded.
+
+    The entry is decoded with ``dt_from_config``, for ``from_config``.
+    """
     config = dict(config)
     if "dt" in config:
         config["dt"] = dt_from_config(config["dt"])
@@ -106,11 +113,14 @@ def with_dt_decoded(config):
 
 
 def layer_from_config(cls, config):
-    """``cls(**config)`` with ``dt`` and ``dtype`` decoded, as Keras'
-    ``Layer.from_config`` does, but letting the layer's own errors through:
-    Keras re-raises any error of the constructor as a TypeError ("Error when
-    deserializing class ..."), so a ``.keras`` file holding a bad value (say
-    ``dt=-1``) would not fail with the layer's ValueError that names it."""
+    """``cls(**config)`` with ``dt`` and ``dtype`` decoded.
+
+    As Keras' ``Layer.from_config`` does, but letting the layer's own errors
+    through: Keras re-raises any error of the constructor as a TypeError
+    ("Error when deserializing class ..."), so a ``.keras`` file holding a bad
+    value (say ``dt=-1``) would not fail with the layer's ValueError that
+    names it.
+    """
     config = with_dt_decoded(config)
     if isinstance(config.get("dtype"), dict):
         config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
@@ -129,9 +139,11 @@ def check_time_axis(layer, input_shape):
 
 
 def check_some_steps(layer, input_shape, why):
-    """Raise a ValueError naming ``layer`` if ``input_shape`` (batch-major or
-    time-major as ``layer.time_major`` says) is known to have 0 time steps:
-    for outputs that need at least one step (``why`` says which)."""
+    """Raise a ValueError naming ``layer`` if ``input_shape`` has 0 time steps.
+
+    ``input_shape`` is batch-major or time-major as ``layer.time_major`` says;
+    the check is for outputs that need at least one step (``why`` says which).
+    """
     steps = input_shape[0 if layer.time_major else 1]
     if steps == 0:
         raise ValueError(
@@ -249,6 +261,7 @@ class TemporalLayer(keras.layers.Layer):
         return (shape[1], shape[0]) + shape[2:] if self.time_major else shape
 
     def build(self, input_shape):
+        """Create the layer's weights (and states, if stateful)."""
         self._check_input_shape(input_shape)
         shape = self._batch_major(input_shape)
         self.feature_shape = tuple(shape[2:])
@@ -280,6 +293,7 @@ class TemporalLayer(keras.layers.Layer):
         """Create the layer's weights (override); called by ``build``."""
 
     def compute_output_shape(self, inputs_shape, initial_state_shape=None):
+        """The shape of the output (and of the states, with ``return_state``)."""
         input_shape = inputs_shape
         self._check_input_shape(input_shape)
         if initial_state_shape is not None:
@@ -351,8 +365,11 @@ class TemporalLayer(keras.layers.Layer):
     # --------------------------------------------------------------- call --
 
     def _check_initial_state_shapes(self, input_shape, state_shapes):
-        """Check the number and shapes of ``initial_state`` (given as shapes;
-        a single shape or a list of them) against the input's shape."""
+        """Check the number and shapes of ``initial_state``.
+
+        ``state_shapes`` (a single shape or a list of them) are checked against
+        the input's shape.
+        """
         if isinstance(state_shapes, tuple) and all(
             size is None or isinstance(size, int) for size in state_shapes
         ):
@@ -379,42 +396,14 @@ class TemporalLayer(keras.layers.Layer):
                 )
 
     def call(self, inputs, initial_state=None, training=None):
+        """Run the layer on ``inputs``, from ``initial_state`` if given."""
         self._check_input_shape(tuple(inputs.shape))
-        if initial_state is not None:
-            if not isinstance(initial_state, (list, tuple)):
-                initial_state = [initial_state]
-            initial_state = [ops.convert_to_tensor(s) for s in initial_state]
-            self._check_initial_state_shapes(
-                tuple(inputs.shape), [tuple(s.shape) for s in initial_state]
-            )
+        initial_state = self._initial_state_tensors(inputs, initial_state)
         if self.time_major:
             inputs = ops.transpose(inputs, (1, 0) + tuple(range(2, len(inputs.shape))))
         x = inputs
         batch_size = ops.shape(x)[0]
-
-        if initial_state is not None:
-            states = [ops.reshape(s, (batch_size, self.units)) for s in initial_state]
-        elif self.stateful:
-            rows = self.states[0].shape[0]
-            if x.shape[0] is not None and x.shape[0] != rows:
-                raise ValueError(
-                    f"Layer '{self.name}' ({type(self).__name__}) is stateful "
-                    f"with states for a batch of {rows}; got a batch of "
-                    f"{x.shape[0]}. (Under tf.distribute each replica sees its "
-                    f"slice of the global batch: build stateful layers with "
-                    f"the per-replica batch size.)"
-                )
-            # A copy: the variables are updated in place below (on torch, in
-            # place in the very storage autograd would have saved).
-            states = [
-                ops.reshape(
-                    ops.copy(ops.stop_gradient(s.value)), (batch_size, self.units)
-                )
-                for s in self.states
-            ]
-        else:
-            states = self._initial_states(batch_size)
-        states = [ops.cast(s, "float32") for s in states]
+        states = self._start_states(x, batch_size, initial_state)
 
         if x.shape[1] == 0:
             # Nothing to run (the kernels need a step): an empty sequence,
@@ -427,7 +416,56 @@ class TemporalLayer(keras.layers.Layer):
                     variable.assign(
                         ops.reshape(ops.stop_gradient(state), variable.shape)
                     )
+        return self._call_outputs(outputs, states, batch_size)
 
+    def _initial_state_tensors(self, inputs, initial_state):
+        """``initial_state`` as a checked list of tensors (None if not given)."""
+        if initial_state is None:
+            return None
+        if not isinstance(initial_state, (list, tuple)):
+            initial_state = [initial_state]
+        initial_state = [ops.convert_to_tensor(s) for s in initial_state]
+        self._check_initial_state_shapes(
+            tuple(inputs.shape), [tuple(s.shape) for s in initial_state]
+        )
+        return initial_state
+
+    def _start_states(self, x, batch_size, initial_state):
+        """The float32 ``(batch, units)`` states a call starts from.
+
+        ``initial_state`` if given, else a stateful layer's carried-over
+        states, else the defaults of a new sequence.
+        """
+        if initial_state is not None:
+            states = [ops.reshape(s, (batch_size, self.units)) for s in initial_state]
+        elif self.stateful:
+            rows = self.states[0].shape[0]
+            if x.shape[0] is not None and x.shape[0] != rows:
+                raise ValueError(
+                    f"Layer '{self.name}' ({type(self).__name__}) is stateful "
+                    f"with states for a batch of {rows}; got a batch of "
+                    f"{x.shape[0]}. (Under tf.distribute each replica sees its "
+                    f"slice of the global batch: build stateful layers with "
+                    f"the per-replica batch size.)"
+                )
+            # A copy: the variables are updated in place in ``call`` (on torch,
+            # in place in the very storage autograd would have saved).
+            states = [
+                ops.reshape(
+                    ops.copy(ops.stop_gradient(s.value)), (batch_size, self.units)
+                )
+                for s in self.states
+            ]
+        else:
+            states = self._initial_states(batch_size)
+        return [ops.cast(s, "float32") for s in states]
+
+    def _call_outputs(self, outputs, states, batch_size):
+        """What ``call`` returns, from the batch-major output sequence.
+
+        The whole sequence or its last step (in the layer's layout), followed
+        by the final states with ``return_state``.
+        """
         if self.return_sequences:
             if self.time_major:
                 perm = (1, 0) + tuple(range(2, len(outputs.shape)))
@@ -450,8 +488,10 @@ class TemporalLayer(keras.layers.Layer):
         raise NotImplementedError
 
     def _dt_tensor(self):
-        """``self.dt`` as a float32 scalar tensor (read when called, so that
-        a ``keras.Variable`` can change between calls)."""
+        """``self.dt`` as a float32 scalar tensor.
+
+        Read when called, so that a ``keras.Variable`` can change between calls.
+        """
         return ops.convert_to_tensor(self.dt, "float32")
 
     def _flat(self, x):
@@ -464,6 +504,7 @@ class TemporalLayer(keras.layers.Layer):
         return ops.cast(ops.reshape(y, ops.shape(like)), self.compute_dtype)
 
     def get_config(self):
+        """The layer's arguments, for ``from_config``."""
         config = super().get_config()
         config.update(
             {
@@ -478,4 +519,5 @@ class TemporalLayer(keras.layers.Layer):
 
     @classmethod
     def from_config(cls, config):
+        """Create a layer from its ``get_config``."""
         return layer_from_config(cls, config)

@@ -4,8 +4,8 @@ Each test names the keras-spiking 0.3 test it ports (module and name, in a
 comment); the inputs and expected values are that suite's.  Code written for
 keras-spiking 0.3 should need new imports and nothing else, so these tests use
 its names: ``keras_spiking.layers``, ``config``, ``version``, the cells.
-Differences that remain (documented in the README, "Coming from keras-spiking
-0.3") show up as comments.  The filter-against-nengo test
+Differences that remain (documented in docs/migration.md) show up as
+comments.  The filter-against-nengo test
 (``test_layers.py::test_lowpass_alpha_tau``) needs nengo; its check, against
 an independent implementation of the same discretisation, is
 ``tests/test_filters.py`` with ``tests/references.py``.
