@@ -16,7 +16,15 @@ What ``docs/numerics.md`` states, checked in every kernel form
   autocast);
 * spikes are exact for increments ``rate * dt`` of any finite size (no
   fixed-point limit: only the fraction is held in fixed point), and an
-  increment that overflows float32 is an inf (as above).
+  increment that overflows float32 is an inf (as above);
+* integrate-and-fire (``neuron="if"``), against the step-by-step NumPy
+  reference ``if_reference`` below, in every kernel plan (PyTorch's native
+  kernels and the generic ones), in blocks of steps, through the layer
+  (``return_state``, streaming, XLA): a non-finite step outputs relu of
+  itself, as the rate mode does (nan, inf, 0 for -inf), and leaves the
+  voltage as it is; counts are exact up to ``2**24`` spikes in a step and
+  the nearest float32 beyond (never wrapped), and the voltage's integer part
+  saturates at ``-2**24``.
 """
 
 import fractions
@@ -29,7 +37,8 @@ import pytest
 import keras_spiking
 from keras_spiking import kernels
 from tests import references
-from tests.harness import numpy, run_jit
+from tests.harness import BACKEND, XLA, numpy, run_jit
+from tests.test_kernels import PLANS  # every kernel form and chunking
 
 FORMS = ("direct", "unrolled", "loop", "chunked")
 BATCH, STEPS, UNITS = 2, 37, 3  # 37 steps: chunked with 2 levels
@@ -295,3 +304,278 @@ def test_overflowing_rates_saturate_to_inf():
     spikes, voltage = run_jit(lambda r, v: kernels.spike_train(r, 4.0, v), rates, v0)
     np.testing.assert_array_equal(spikes[0, :, 0], [100.0, np.inf, 100.0, 100.0])
     np.testing.assert_array_equal(voltage, v0)
+
+
+# ------------------------------------------- integrate-and-fire (neuron="if") ---
+
+#: The documented floor of the integer part of the IF voltage.
+IF_FLOOR = -(2.0**24)
+
+
+def if_reference(increments, fraction, level):
+    """Integrate-and-fire step by step: ``v += x; n = max(floor(v), 0);
+    v -= n``, the voltage's integer part floored at ``-2**24``; a non-finite
+    ``x`` leaves the voltage as if it were 0 and its step outputs relu of it
+    (nan, inf, 0 for -inf).
+
+    Exact for float32 increments that are integers or multiples of ``2**-8``
+    (the tests' inputs): each increment is split into its integer and
+    fractional parts, kept apart in float64 (the integer parts exact below
+    ``2**53``; above, within ``2**25`` of a float32 whose neighbours are
+    ``2**29`` away, so rounding to float32 is still the nearest).  Returns
+    the counts rounded once to float32, and the final ``(fraction, level)``.
+    """
+    x = np.asarray(increments, np.float32).astype(np.float64)
+    f = np.array(fraction, np.float64)
+    v_level = np.array(level, np.float64)
+    whole = np.floor(f)
+    f, v_level = f - whole, v_level + whole
+    v_level = np.clip(v_level, IF_FLOOR, -IF_FLOOR)  # as documented
+    counts = np.zeros(x.shape, np.float32)
+    for t in range(x.shape[1]):
+        finite = np.isfinite(x[:, t])
+        x_t = np.where(finite, x[:, t], 0.0)
+        k = np.floor(x_t)
+        f = f + (x_t - k)
+        carry = np.floor(f)
+        f -= carry
+        total = v_level + k + carry
+        n = np.maximum(total, 0.0).astype(np.float32)
+        counts[:, t] = np.where(finite, n, np.where(x[:, t] < 0, 0.0, x[:, t]))
+        v_level = np.clip(total, IF_FLOOR, 0.0)
+    return counts, (f, v_level)
+
+
+def relu_of(value):
+    return 0.0 if value < 0 else value
+
+
+def if_inputs(seed, shape=(BATCH, STEPS, UNITS)):
+    """Increments that are multiples of 1/64 in [-2, 4], a fraction that is a
+    multiple of 1/256 and integer levels at and below 0."""
+    rng = np.random.default_rng(seed)
+    x = (rng.integers(-2 * 64, 4 * 64 + 1, shape) / 64).astype("float32")
+    fraction = (rng.integers(0, 256, (shape[0], shape[2])) / 256).astype("float32")
+    level = rng.choice([0.0, 0.0, -1.0, -3.0], (shape[0], shape[2])).astype("float32")
+    return x, fraction, level
+
+
+def assert_if_equal(got, want):
+    """Counts and both states equal (nan where nan)."""
+    counts, (fraction, level) = got
+    want_counts, (want_fraction, want_level) = want
+    np.testing.assert_array_equal(counts, want_counts)
+    np.testing.assert_array_equal(fraction, want_fraction)
+    np.testing.assert_array_equal(level, want_level)
+
+
+def integrate_fire(plan, x, fraction, level):
+    return run_jit(
+        lambda x, f, v: kernels.integrate_fire(x, (f, v), plan=plan), x, fraction, level
+    )
+
+
+#: PyTorch has native eager kernels for the direct and chunked plans; the
+#: generic ``keras.ops`` kernels run there too (while tracing for export).
+KERNEL_KINDS = ["native", "generic"] if BACKEND == "torch" else ["native"]
+
+
+def generic_kernels(monkeypatch):
+    monkeypatch.setattr(kernels._backend, "fused_fire", None)
+    monkeypatch.setattr(kernels._backend, "fused_spikes", None)
+
+
+@pytest.mark.parametrize("kind", KERNEL_KINDS)
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("plan", PLANS.values(), ids=PLANS.keys())
+def test_if_nonfinite_step(plan, value, kind, monkeypatch):
+    """A non-finite input at one step of an IF neuron: relu of it there, the
+    voltage carried on as if that step's input were 0; every other neuron
+    and step as the reference."""
+    if kind == "generic":
+        generic_kernels(monkeypatch)
+    x, fraction, level = if_inputs(11)
+    bad = with_bad(x, value)
+    got = integrate_fire(plan, bad, fraction, level)
+    want = if_reference(bad, fraction, level)
+    np.testing.assert_array_equal(got[0][BAD], relu_of(value))
+    assert_if_equal(got, want)
+    # the reference is the same as a 0 there, and the neuron fires again
+    clean = if_reference(with_bad(x, 0.0), fraction, level)
+    clean[0][BAD] = relu_of(value)
+    assert_if_equal(want, clean)
+    assert want[0][BAD[0], BAD[1] + 1 :, BAD[2]].sum() > 0
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("form", FORMS)
+def test_if_nonfinite_layer(form, value):
+    """Through ``SpikingActivation(..., neuron="if", return_state=True)``: at
+    the bad step the output is what the rate mode outputs there (relu of
+    the value: nan, inf, 0), and the states are the reference's."""
+    dt = 2**-6
+    x, fraction, level = if_inputs(12)
+    rates = with_bad(x / dt, value)
+    with kernels.forced_form(form):
+        layer = keras_spiking.SpikingActivation(
+            "relu", neuron="if", dt=dt, return_state=True
+        )
+        out, got_fraction, got_level = numpy(
+            layer(rates, initial_state=[fraction, level])
+        )
+        rate_out = numpy(keras_spiking.SpikingActivation("relu", dt=dt, seed=1)(rates))
+    counts, (want_fraction, want_level) = if_reference(
+        rates * np.float32(dt), fraction, level
+    )
+    np.testing.assert_array_equal(out[BAD], rate_out[BAD])
+    np.testing.assert_array_equal(out[BAD], relu_of(value))
+    np.testing.assert_array_equal(out, counts / np.float32(dt))
+    np.testing.assert_array_equal(got_fraction, want_fraction)
+    np.testing.assert_array_equal(got_level, want_level)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_if_nonfinite_compiled_and_streamed(value):
+    """``predict`` with ``jit_compile=True`` (XLA on TensorFlow and JAX), and a
+    stateful copy fed in three pieces (the bad step in the middle one): both
+    equal the reference, and the stream ends in the reference's states."""
+    dt = 2**-6
+    x, _, _ = if_inputs(13)
+    rates = with_bad(x / dt, value)
+    inputs = keras.Input((None, UNITS))
+    out = keras_spiking.SpikingActivation(
+        "relu", neuron="if", dt=dt, initial_voltage=0.25
+    )(inputs)
+    model = keras.Model(inputs, out)
+    model.compile(jit_compile=XLA)
+    start = (np.full((BATCH, UNITS), 0.25, "float32"), np.zeros((BATCH, UNITS)))
+    counts, (fraction, level) = if_reference(rates * np.float32(dt), *start)
+    want = counts / np.float32(dt)
+    np.testing.assert_array_equal(model.predict(rates, verbose=0), want)
+
+    copy = keras_spiking.stateful_copy(model, batch_size=BATCH)
+    pieces = [
+        copy.predict(rates[:, a:b], verbose=0)
+        for a, b in [(0, 5), (5, 25), (25, STEPS)]
+    ]
+    np.testing.assert_array_equal(np.concatenate(pieces, axis=1), want)
+    layer = copy.layers[-1]
+    np.testing.assert_array_equal(numpy(layer.states[0]), fraction)
+    np.testing.assert_array_equal(numpy(layer.states[1]), level)
+
+
+def test_if_nonfinite_in_blocks():
+    """A (32, 1100, 128) input, long and wide enough for PyTorch's native
+    kernels to work in blocks of steps: non-finite values in both blocks,
+    the level carried across the block boundary exactly."""
+    x, fraction, level = if_inputs(14, (32, 1100, 128))
+    x[0, 3, 0], x[5, 1030, 7], x[31, 1099, 127], x[9, 1023, 4] = (
+        np.nan,
+        np.inf,
+        -np.inf,
+        np.nan,
+    )
+    got = run_jit(lambda x, f, v: kernels.integrate_fire(x, (f, v)), x, fraction, level)
+    assert_if_equal(got, if_reference(x, fraction, level))
+
+
+# huge increments: the limits of docs/numerics.md
+
+
+@pytest.mark.parametrize("kind", KERNEL_KINDS)
+@pytest.mark.parametrize("plan", PLANS.values(), ids=PLANS.keys())
+def test_if_large_increments(plan, kind, monkeypatch):
+    """Increments up to 3e38, either sign, with levels down to the floor:
+    counts equal the exact count rounded once to float32 (exact up to
+    ``2**24``; no sum of counts wraps around), the level saturates at
+    ``-2**24``, the fraction is exact."""
+    if kind == "generic":
+        generic_kernels(monkeypatch)
+    rng = np.random.default_rng(15)
+    magnitudes = np.array(
+        [
+            0.75,
+            7.5,
+            300.25,
+            2.0**20 + 0.5,
+            2.0**23,
+            2.0**24 + 2,
+            1e9,
+            2.0**31,
+            1e10,
+            3e38,
+        ]
+    )
+    x = rng.choice(magnitudes, (BATCH, STEPS, UNITS))
+    x *= np.where(rng.uniform(size=x.shape) < 0.3, -1, 1)
+    x = x.astype("float32")
+    fraction = (rng.integers(0, 64, (BATCH, UNITS)) / 64).astype("float32")
+    level = np.array([[0, -1, IF_FLOOR], [-5, 0, -(2.0**23)]], "float32")
+    got = integrate_fire(plan, x, fraction, level)
+    want = if_reference(x, fraction, level)
+    assert_if_equal(got, want)
+    assert (want[0] > 2.0**31).any() and (want[1][1] == IF_FLOOR).any()
+
+
+@pytest.mark.parametrize("kind", KERNEL_KINDS)
+@pytest.mark.parametrize("plan", PLANS.values(), ids=PLANS.keys())
+def test_if_limits_hand_counted(plan, kind, monkeypatch):
+    """The limits, one neuron each, from ``v = 0.5``:
+
+    * three steps of ``2**30``: ``2**30`` spikes each (their sum, 3 * 2**30,
+      is past int32's range);
+    * ``-2**30``, then ``2**24``, then 1: the voltage stops at ``0.5 -
+      2**24``, is back at 0.5 after ``2**24`` and fires once after 1;
+    * from ``v = -0.5`` (level -1), ``2**24``: ``2**24 - 1`` spikes (exact);
+      ``2**24 + 2``: ``2**24 + 1`` spikes, which float32 rounds to ``2**24``
+      (its nearest, ties to even).
+    """
+    if kind == "generic":
+        generic_kernels(monkeypatch)
+    x = np.array(
+        [
+            [2.0**30, 2.0**30, 2.0**30],
+            [-(2.0**30), 2.0**24, 1.0],
+            [2.0**24, 0.0, 0.0],
+            [2.0**24 + 2, 0.0, 0.0],
+        ],
+        "float32",
+    )[:, :, None]
+    fraction = np.full((4, 1), 0.5, "float32")
+    level = np.array([[0.0], [0.0], [-1.0], [-1.0]], "float32")
+    counts, (new_fraction, new_level) = integrate_fire(plan, x, fraction, level)
+    np.testing.assert_array_equal(
+        counts[:, :, 0],
+        [
+            [2.0**30, 2.0**30, 2.0**30],
+            [0.0, 0.0, 1.0],
+            [2.0**24 - 1, 0.0, 0.0],
+            [2.0**24, 0.0, 0.0],
+        ],
+    )
+    np.testing.assert_array_equal(new_fraction, fraction)
+    np.testing.assert_array_equal(new_level, np.zeros((4, 1)))
+
+
+def test_if_layer_huge_input_does_not_wrap():
+    """Inputs of 1e12 and 1e13 Hz at ``dt = 0.001`` (about 1e9 and 1e10
+    spikes in a step: beyond int32), then -1e13 and 1e12 again, through the
+    layer: the reference's spikes (rounded to float32); -1e13 takes the
+    voltage to the floor, so the next 1e12 fires about ``1e9 - 2**24``."""
+    dt = 0.001
+    rates = np.array([[0.0, 1e12, 1e13, 0.0, -1e13, 0.0, 1e12]], "float32")
+    rates = np.repeat(rates[:, :, None], 2, axis=2)
+    v0 = np.full((1, 2), 0.5, "float32")
+    layer = keras_spiking.SpikingActivation(
+        "relu", neuron="if", dt=dt, return_state=True
+    )
+    out, fraction, level = numpy(layer(rates, initial_state=[v0, np.zeros_like(v0)]))
+    increments = rates * np.float32(dt)  # whole numbers: exact
+    counts, (want_fraction, want_level) = if_reference(
+        increments, v0, np.zeros_like(v0)
+    )
+    np.testing.assert_array_equal(out, counts / np.float32(dt))
+    np.testing.assert_array_equal(fraction, want_fraction)
+    np.testing.assert_array_equal(level, want_level)
+    assert counts[0, 2, 0] > 2**31
+    assert counts[0, 6, 0] == np.float32(increments[0, 6, 0] + IF_FLOOR)

@@ -16,16 +16,15 @@ looks at ``keras.backend.backend()``.  Each module provides these names:
   ``direct``/``chunked`` form of ``kernels.spike_train`` written natively
   for eager execution; None where the backend has none (and the function
   returns None where it does not apply).
-* ``fused_fire(counts, level0)``: the integer part of
-  ``kernels.integrate_fire`` (running sum and maximum of the signed counts)
-  written natively for eager execution; None as above.
+* ``fused_fire(counts, level0, floor, span, chunk, levels, levels_for)``:
+  the integer part of ``kernels.integrate_fire`` (the level after each step,
+  by compositions of level maps, and the spikes from it) written natively
+  for eager execution; None as above.
 * ``fused_lowpass(x, log_a, y0)``: the ``loop``/``unrolled`` form of
   ``kernels.lowpass``, natively, with its gradient; None as above.
 * ``chunk_cumsum(x, initial=None, reverse=False, overwrite=False)``: running
   sum along axis 2 of a rank-4 tensor of short chunks, each started from
   ``initial``.
-* ``chunk_cummax(x)``: running maximum along axis 2 of a rank-4 tensor of
-  short chunks (static length).
 * ``scan(step, init, xs, reverse=False)``: ``keras.ops.scan`` (over axis
   0), in a form that ``compiled`` compiles.
 * ``residue(x, bits)``: ``x mod 2**bits`` for int32 tensors.
@@ -52,7 +51,6 @@ if _BACKEND not in ("tensorflow", "torch", "jax"):  # pragma: no cover
     )
 _module = importlib.import_module(f"keras_spiking.backend._{_BACKEND}")
 
-chunk_cummax = _module.chunk_cummax
 chunk_cumsum = _module.chunk_cumsum
 compiled = _module.compiled
 custom_vjp = _module.custom_vjp

@@ -5,8 +5,11 @@ from keras import ops
 
 
 def add_initial(x, initial, reverse=False):
-    """``x`` (rank 4, chunks on axis 2) with ``initial`` (rank 3) added to
-    the first element of each chunk (the last with ``reverse``)."""
+    """``x`` (rank 4, chunks on axis 2) with ``initial`` (rank 3) added.
+
+    ``initial`` goes to the first element of each chunk (the last with
+    ``reverse``).
+    """
     if initial is None:
         return x
     initial = ops.expand_dims(initial, 2)
@@ -15,27 +18,16 @@ def add_initial(x, initial, reverse=False):
     return ops.concatenate([x[:, :, :1] + initial, x[:, :, 1:]], axis=2)
 
 
-def chunk_cummax(x):
-    """Running maximum along axis 2 of a rank-4 tensor of short chunks
-    (static length), in ``ceil(log2(length))`` passes of
-    ``max(x_c, x_{c - k})``, ``k = 1, 2, 4, ...``."""
-    steps, shift = x.shape[2], 1
-    while shift < steps:
-        x = ops.concatenate(
-            [x[:, :, :shift], ops.maximum(x[:, :, shift:], x[:, :, :-shift])], axis=2
-        )
-        shift *= 2
-    return x
-
-
 def residue(x, bits):
     """``x mod 2**bits`` for int32 ``x`` (two's complement, so a bit mask)."""
     return ops.bitwise_and(x, (1 << bits) - 1)
 
 
 def scan(step, init, xs, reverse=False):
-    """``keras.ops.scan(step, init, xs, reverse=reverse)``: the last carry
-    and the stacked outputs."""
+    """``keras.ops.scan(step, init, xs, reverse=reverse)``.
+
+    Returns the last carry and the stacked outputs.
+    """
     return ops.scan(step, init, xs, reverse=reverse)
 
 
@@ -50,7 +42,10 @@ def not_compiled(function):
 
 
 def no_replica_offset(batch_size):
-    """``replica_batch_offset`` for backends whose replicas see the global
-    batch (JAX's ``keras.distribution``) or number their own examples (a
-    PyTorch process under ``DistributedDataParallel``)."""
+    """``replica_batch_offset`` where it is always 0.
+
+    For backends whose replicas see the global batch (JAX's
+    ``keras.distribution``) or number their own examples (a PyTorch process
+    under ``DistributedDataParallel``).
+    """
     return 0

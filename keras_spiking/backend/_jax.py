@@ -65,11 +65,6 @@ def chunk_cumsum(x, initial=None, reverse=False, overwrite=False):
     return jax.lax.cumsum(x, axis=2, reverse=reverse)
 
 
-def chunk_cummax(x):
-    """Running maximum along axis 2 of a rank-4 tensor of short chunks."""
-    return jax.lax.cummax(x, axis=2)
-
-
 def loop_is_cheaper(kind, steps, width):
     """Whether a compiled loop over ``steps`` beats the chunked kernels.
 

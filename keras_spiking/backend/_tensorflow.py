@@ -4,12 +4,7 @@ import functools
 
 import tensorflow as tf
 
-from keras_spiking.backend import _common
 from keras_spiking.backend._common import add_initial
-
-# shared with another backend (see _common); TensorFlow has no native
-# running maximum
-chunk_cummax = _common.chunk_cummax
 
 
 @tf.custom_gradient
@@ -28,8 +23,10 @@ def straight_through(surrogate, value):
 
 @functools.cache
 def xla_available():
-    """Whether this TensorFlow can compile with XLA on its default device
-    (checked once, eagerly, on a tiny function)."""
+    """Whether this TensorFlow can compile with XLA on its default device.
+
+    Checked once, eagerly, on a tiny function.
+    """
     with tf.init_scope():
         try:
             probe = tf.function(lambda x: x + 1, jit_compile=True)
@@ -40,17 +37,16 @@ def xla_available():
 
 
 def compiled(function):
-    """``function`` compiled with XLA as a cluster of its own, whatever the
-    caller's mode.
+    """``function`` compiled with XLA as a cluster of its own, in any mode.
 
     Keras runs TensorFlow models without XLA by default on machines without
     an accelerator (``jit_compile="auto"``), where each kernel would be
     dozens of separate graph operations (the spiking+lowpass stack at 1,000
-    steps: 116 / 178 ms forward / forward+backward as plain graphs, measured
-    for the issue that asked for this, against 27 / 46 ms with these XLA
-    clusters in ``benchmarks/bench_layers.py``).  In a graph, the operations are built
-    inside ``tf.xla.experimental.jit_scope``, which marks them for XLA
-    clustering but keeps them ordinary operations (a nested
+    steps: 116 / 178 ms forward / forward+backward as plain graphs, against
+    27 / 46 ms with these XLA clusters, in ``benchmarks/bench_layers.py``).
+    In a graph, the operations are built inside
+    ``tf.xla.experimental.jit_scope``, which marks them for XLA clustering
+    but keeps them ordinary operations (a nested
     ``tf.function(jit_compile=True)`` would compile just as well, but
     exporters such as tf2onnx cannot convert the call).  Called eagerly, it
     runs as a ``tf.function(jit_compile=True)``.  Inside a model compiled

@@ -83,15 +83,6 @@ def chunk_cumsum(x, initial=None, reverse=False, overwrite=False):
     return y
 
 
-def chunk_cummax(x):
-    """Running maximum along axis 2 of a rank-4 tensor of short chunks
-    (``torch.cummax``; the generic passes while tracing: ONNX has no
-    running maximum)."""
-    if torch.jit.is_tracing():
-        return _common.chunk_cummax(x)
-    return torch.cummax(x, 2).values
-
-
 def loop_is_cheaper(kind, steps, width):
     """Whether a loop over ``steps`` beats the chunked kernels.
 
@@ -108,17 +99,21 @@ def loop_is_cheaper(kind, steps, width):
 
 
 def unroll(steps):
-    """Whether a loop over ``steps`` (static) steps is unrolled: always
-    (eager: a Python loop is the loop)."""
+    """Whether a loop over ``steps`` (static) steps is unrolled.
+
+    Always (eager: a Python loop is the loop).
+    """
     del steps
     return True
 
 
 def _running_sum_mod(q, start, chunk, levels, bits):
-    """``(start + inclusive running sum of q along axis 1) mod 2**bits``,
+    """``(start + inclusive running sum of q along axis 1) mod 2**bits``.
+
     int32, as ``kernels._running_sum_mod`` computes it (chunked running sums
     of 2**bits-bounded values, so no int32 sum overflows), written as few
-    in-place passes over the data."""
+    in-place passes over the data.
+    """
     mask = (1 << bits) - 1
     batch, steps, units = q.shape
     if levels == 0:
@@ -154,8 +149,10 @@ _BLOCK_VALUES = 1 << 22
 
 
 def _blocks(steps, width):
-    """``(begin, end)`` of the blocks of steps that the eager kernels take
-    at a time (``width`` values per step)."""
+    """``(begin, end)`` of the blocks of steps the eager kernels take.
+
+    ``width`` values per step; see ``_BLOCK_VALUES``.
+    """
     size = max(1, _BLOCK_VALUES // max(1, width))
     return [(begin, min(steps, begin + size)) for begin in range(0, steps, size)]
 
@@ -175,15 +172,18 @@ def _spike_block(rates, dt, start, chunk, levels, bits):
 
 
 def fused_spikes(rates, dt, v0, chunk, levels, bits, levels_for):
-    """``kernels.spike_train`` in eager PyTorch, for the ``direct``
-    (``levels == 0``) and ``chunked`` forms: the same fixed-point arithmetic
-    (so the same spikes, bit for bit), in about fifteen passes over the
-    data, most of them in place, instead of some sixty ``keras.ops`` calls
-    with their casts and temporaries.  Long sequences go in blocks of steps
-    (``_blocks``), the fixed-point voltage carried exactly from block to
-    block, each block with ``levels_for(steps)`` levels (the kernels' own
-    rule, ``kernels._levels_for``).  Returns None where the generic form must
-    run (while tracing for export, under autograd, or for other dtypes)."""
+    """``kernels.spike_train`` in eager PyTorch.
+
+    For the ``direct`` (``levels == 0``) and ``chunked`` forms: the same
+    fixed-point arithmetic (so the same spikes, bit for bit), in about
+    fifteen passes over the data, most of them in place, instead of some
+    sixty ``keras.ops`` calls with their casts and temporaries.  Long
+    sequences go in blocks of steps (``_blocks``), the fixed-point voltage
+    carried exactly from block to block, each block with
+    ``levels_for(steps)`` levels (the kernels' own rule,
+    ``kernels._levels_for``).  Returns None where the generic form must run
+    (while tracing for export, under autograd, or for other dtypes).
+    """
     if (
         torch.jit.is_tracing()
         or rates.requires_grad
@@ -206,26 +206,124 @@ def fused_spikes(rates, dt, v0, chunk, levels, bits, levels_for):
     return spikes, final.clamp_max_(1.0 - 2.0**-24)
 
 
-def fused_fire(counts, level0):
-    """The integer part of ``kernels.integrate_fire`` (after the signed
-    counts) in eager PyTorch: ``torch.cumsum`` and ``torch.cummax`` in
-    int32, exact, instead of the chunked ``keras.ops`` forms.  Returns None
-    where the generic form must run (while tracing for export: ONNX has no
-    running maximum; under autograd)."""
+#: Largest float32: ``abs(x) <= _FLOAT32_MAX`` is false for nan and inf.
+_FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _chunk_maps_(a, low, high, floor, span):
+    """Inclusive compositions of level maps along axis 2, in place.
+
+    The maps ``(a, low, high)`` (``kernels._then``) are rank-4 int32
+    tensors, written over; ``low is None``: the maps ``(a, floor, 0)`` (new
+    ``low``/``high`` tensors are returned); ``a`` saturates at ``+-span``.
+    """
+    if low is None:
+        low, high = torch.empty_like(a), torch.empty_like(a)
+        low[:, :, 0], high[:, :, 0] = floor, 0
+        for c in range(1, a.shape[2]):
+            a_c = a[:, :, c]
+            torch.add(low[:, :, c - 1], a_c, out=low[:, :, c]).clamp_(floor, 0)
+            torch.add(high[:, :, c - 1], a_c, out=high[:, :, c]).clamp_(floor, 0)
+            a_c.add_(a[:, :, c - 1]).clamp_(-span, span)
+        return a, low, high
+    for c in range(1, a.shape[2]):
+        a_c, low_c, high_c = a[:, :, c], low[:, :, c], high[:, :, c]
+        new_low = (low[:, :, c - 1] + a_c).clamp_(low_c, high_c)
+        high_c.copy_((high[:, :, c - 1] + a_c).clamp_(low_c, high_c))
+        low_c.copy_(new_low)
+        a_c.add_(a[:, :, c - 1]).clamp_(-span, span)
+    return a, low, high
+
+
+def _levels_after(a, low, high, level0, chunk, levels, floor, span):
+    """``kernels._levels_after`` in place-friendly PyTorch.
+
+    The int32 level after each map ``(a, low, high)`` along axis 1 (``low
+    is None``: the maps ``(a, floor, 0)`` of single steps), from ``level0``.
+    """
+    batch, steps, units = a.shape
+    if levels == 0:  # a few maps: one after the other
+        out = torch.empty_like(a)
+        level = level0
+        for j in range(steps):
+            if low is None:
+                level = torch.add(level, a[:, j], out=out[:, j]).clamp_(floor, 0)
+            else:
+                level = torch.add(level, a[:, j], out=out[:, j])
+                level.clamp_(low[:, j], high[:, j])
+        return out
+    count = -(-steps // chunk)
+
+    def to_chunks(v):  # padded after with zeros: see kernels._levels_after
+        padded = v.new_zeros((batch, count * chunk, units))
+        padded[:, :steps] = v
+        return padded.view(batch, count, chunk, units)
+
+    a, low, high = _chunk_maps_(
+        to_chunks(a),
+        None if low is None else to_chunks(low),
+        None if high is None else to_chunks(high),
+        floor,
+        span,
+    )
+    ends = _levels_after(
+        a[:, :, -1],
+        low[:, :, -1],
+        high[:, :, -1],
+        level0,
+        chunk,
+        levels - 1,
+        floor,
+        span,
+    )
+    a += torch.cat([level0.unsqueeze(1), ends[:, :-1]], 1).unsqueeze(2)
+    level = a.clamp_(low, high)
+    return level.view(batch, count * chunk, units)[:, :steps]
+
+
+def fused_fire(counts, level0, floor, span, chunk, levels, levels_for):
+    """The integer part of ``kernels.integrate_fire`` in eager PyTorch.
+
+    From the signed counts on: the same compositions of int32 level maps
+    (``kernels._then``; levels from ``floor``, maps saturating at
+    ``+-span``), so the same spikes and states bit for bit, as in-place
+    passes over strided views instead of the ``keras.ops`` forms with their
+    temporaries.  Long sequences go in blocks of steps (``_blocks``), the
+    level carried from block to block, each block with
+    ``levels_for(steps)`` levels.  Returns None where the generic form must
+    run (while tracing for export: no in-place updates of views there;
+    under autograd).
+    """
     if torch.jit.is_tracing() or counts.requires_grad:
         return None
-    level0 = level0.to(torch.int32)
-    whole = torch.cumsum(counts.to(torch.int32), 1, dtype=torch.int32)  # F_t
-    total = torch.cummax(whole, 1).values.add_(level0.unsqueeze(1)).clamp_min_(0)
-    last = (level0 + whole[:, -1]).sub_(total[:, -1])
-    fired = torch.diff(total, dim=1, prepend=torch.zeros_like(total[:, :1]))
-    return fired.to(torch.float32), last.to(torch.float32)
+    floor, span = int(floor), int(span)  # int32 here (exact, as float32 there)
+    # as kernels._fire_kernel: the initial level may be above 0; a
+    # non-finite step leaves the level alone and outputs relu of itself
+    level = level0.clamp(floor, -floor).to(torch.int32)
+    finite = counts.abs() <= _FLOAT32_MAX
+    d = torch.where(finite, counts.clamp(-span, span), 0.0).to(torch.int32)
+    blocks = _blocks(d.shape[1], d.shape[0] * d.shape[2])
+    before = torch.empty_like(d)
+    for begin, end in blocks:
+        block_levels = levels if len(blocks) == 1 else levels_for(end - begin)
+        after = _levels_after(
+            d[:, begin:end], None, None, level, chunk, block_levels, floor, span
+        )
+        before[:, begin] = level
+        before[:, begin + 1 : end] = after[:, :-1]
+        level = after[:, -1]
+    # n_t = max(L_{t-1} + D_t, 0) (nan stays nan, -inf gives 0)
+    fired = torch.where(finite, before.to(torch.float32).add_(counts), counts)
+    return fired.clamp_min_(0), level.to(torch.float32)
 
 
 class _Lowpass(torch.autograd.Function):
-    """``y_t = a y_{t-1} + (1 - a) x_t``, one ``addcmul`` per step, written
-    into the output in place; the backward pass is the adjoint recurrence
-    backwards in time (as ``kernels.lowpass``'s hand-written gradient)."""
+    """``y_t = a y_{t-1} + (1 - a) x_t``, one ``addcmul`` per step.
+
+    Written into the output in place; the backward pass is the adjoint
+    recurrence backwards in time (as ``kernels.lowpass``'s hand-written
+    gradient).
+    """
 
     @staticmethod
     def forward(ctx, x, log_a, y0):
@@ -255,8 +353,11 @@ class _Lowpass(torch.autograd.Function):
 
 
 def fused_lowpass(x, log_a, y0):
-    """``kernels.lowpass`` as a native eager loop (``_Lowpass``); None where
-    the generic form must run (while tracing for export, other dtypes)."""
+    """``kernels.lowpass`` as a native eager loop (``_Lowpass``).
+
+    None where the generic form must run (while tracing for export, other
+    dtypes).
+    """
     if torch.jit.is_tracing() or x.dtype != torch.float32:
         return None
     return _Lowpass.apply(x, log_a, y0)
