@@ -45,10 +45,11 @@ class SpikingActivation(TemporalLayer):
     mode, but a negative input lowers the voltage (so it delays later spikes)
     rather than being rectified away at every step.  This is the neuron of
     NIR's ``IF`` node and of ANN-to-SNN conversion, so ``keras_spiking.nir``
-    exports it exactly at any depth.  Its voltage ``v`` has no lower bound
-    (a floor would make the kernel inexact); it is kept as two tensors, a
-    fraction in ``[0, 1)`` and an integer level ``<= 0``, ``v = fraction +
-    level``, which are its two states.
+    exports it exactly at any depth.  Its voltage ``v`` saturates at
+    ``-2**24`` (``kernels.LEVEL_FLOOR``: below that its float32 state would
+    no longer hold every integer; see the numerics guide); it is kept as two
+    tensors, a fraction in ``[0, 1)`` and an integer level in
+    ``[-2**24, 0]``, ``v = fraction + level``, which are its two states.
 
     On the backward pass the spikes are replaced by the base activation: the
     gradient is ``activation'(x)`` times the incoming gradient
