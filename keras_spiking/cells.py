@@ -71,7 +71,7 @@ class KerasSpikingCell(keras.layers.Layer):
     A subclass makes its layer and passes it to ``__init__``; this class
     builds it for inputs of shape ``(batch, 1, *size)``, provides
     ``state_size``, ``output_size`` and ``get_initial_state`` as
-    ``keras.layers.RNN`` expects, and steps the layer's ``_run``.
+    ``keras.layers.RNN`` expects, and steps the layer's ``run_steps``.
 
     Parameters
     ----------
@@ -125,7 +125,7 @@ class KerasSpikingCell(keras.layers.Layer):
         self._build_layer()
         return [
             ops.reshape(s, (batch_size,) + self.size)
-            for s in self.layer._initial_states(batch_size)
+            for s in self.layer.initial_states(batch_size)
         ]
 
     def _check_states(self, states):
@@ -158,7 +158,7 @@ class KerasSpikingCell(keras.layers.Layer):
         if keras.backend.is_float_dtype(x.dtype):
             # as the layer's own call casts its input (its autocast)
             x = ops.cast(x, self.layer.compute_dtype)
-        y, new_states = self.layer._run(x, flat, training=bool(training))
+        y, new_states = self.layer.run_steps(x, flat, training=bool(training))
         new_states = [
             ops.cast(ops.reshape(s, (batch_size,) + self.size), "float32")
             for s in new_states

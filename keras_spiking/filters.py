@@ -8,7 +8,7 @@ import numpy as np
 from keras import ops
 
 from keras_spiking import kernels
-from keras_spiking.temporal import TemporalLayer, check_bool, dt_config, resolve_dt
+from keras_spiking.temporal import TemporalLayer, check_bool
 
 
 def _with_filter_parameters(cls):
@@ -67,6 +67,7 @@ class _Filter(TemporalLayer):
         **kwargs,
     ):
         super().__init__(
+            dt=dt,
             return_sequences=return_sequences,
             return_state=return_state,
             stateful=stateful,
@@ -85,7 +86,6 @@ class _Filter(TemporalLayer):
                 "tau_initializer",
                 "a positive float (seconds) or a Keras initializer",
             )
-        self.dt = resolve_dt(dt, self.name)
         self.apply_during_training = check_bool(
             apply_during_training, "apply_during_training", self.name
         )
@@ -158,7 +158,8 @@ class _Filter(TemporalLayer):
         bad = tau[~np.isfinite(tau)]
         self._check_tau(float(bad.flat[0]) if bad.size else float(tau.min()))
 
-    def _initial_states(self, batch_size):
+    def initial_states(self, batch_size):
+        """Every state at the trainable initial level (the filter at rest)."""
         level = ops.reshape(ops.cast(self.initial_level, "float32"), (1, self.units))
         level = ops.broadcast_to(level, (batch_size, self.units))
         return [level] * self.num_states
@@ -176,7 +177,8 @@ class _Filter(TemporalLayer):
         """
         raise NotImplementedError
 
-    def _run(self, x, states, training):
+    def run_steps(self, x, states, training):
+        """Filter ``x`` from ``states`` (the identity in training if so set)."""
         if training and not self.apply_during_training:
             return x, states
         y, states = self._filter(self._flat(x), self._log_a(), states)
@@ -187,7 +189,6 @@ class _Filter(TemporalLayer):
         config.update(
             {
                 "tau_initializer": keras.initializers.serialize(self.tau_initializer),
-                "dt": dt_config(self.dt),
                 "apply_during_training": self.apply_during_training,
                 "level_initializer": keras.initializers.serialize(
                     self.level_initializer

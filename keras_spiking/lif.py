@@ -5,7 +5,7 @@ The layers are ``LIF``, ``CubaLIF`` and ``ALIF``.
 Each layer is a population of spiking neurons, one per element of the
 input's feature axes, driven by the input as a current: put a ``Dense`` or
 convolution before it for the synaptic weights (they then run over all steps
-at once).  The neurons step through time in ``keras_spiking.lif_kernels``;
+at once).  The neurons step through time in ``keras_spiking.kernels.lif``;
 the spike's gradient is a surrogate (``keras_spiking.surrogates``), so a
 model of these layers trains with backpropagation through time in
 ``model.fit`` on every backend.
@@ -34,9 +34,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_spiking import lif_kernels
 from keras_spiking import surrogates as _surrogates
-from keras_spiking.temporal import TemporalLayer, dt_config, resolve_dt
+from keras_spiking.kernels import lif as lif_kernels
+from keras_spiking.temporal import TemporalLayer, check_bool
 
 #: Smallest time constant (seconds) the layers use (see ``MinValue``).
 MIN_TAU = 1e-6
@@ -79,20 +79,6 @@ class MinValue(keras.constraints.Constraint):
         return {"min_value": self.min_value}
 
 
-def _check_bool(value, argument, where):
-    """``value`` if it is ``True`` or ``False``, else a TypeError.
-
-    The error names the layer and the argument (a string such as ``"no"``
-    would be truthy).
-    """
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    raise TypeError(
-        f"{where} expects `{argument}` to be True or False; got {value!r} of "
-        f"type {type(value).__name__}."
-    )
-
-
 def _is_number(value):
     return isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(
         value, bool
@@ -126,6 +112,9 @@ class _LIFBase(TemporalLayer):
         recurrent_initializer="orthogonal",
         recurrent_regularizer=None,
         recurrent_constraint=None,
+        discretization="exact",
+        scale_input=True,
+        reset_delay=False,
         dt=None,
         return_sequences=True,
         return_state=False,
@@ -135,6 +124,7 @@ class _LIFBase(TemporalLayer):
         **kwargs,
     ):
         super().__init__(
+            dt=dt,
             return_sequences=return_sequences,
             return_state=return_state,
             stateful=stateful,
@@ -182,7 +172,7 @@ class _LIFBase(TemporalLayer):
                 f"{lif_kernels.RESETS}; got {reset!r}."
             )
         self.reset = reset
-        self.detach_reset = _check_bool(detach_reset, "detach_reset", self._where)
+        self.detach_reset = check_bool(detach_reset, "detach_reset", self.name)
 
         if not _is_number(initial_voltage) or not math.isfinite(initial_voltage):
             raise TypeError(
@@ -200,19 +190,27 @@ class _LIFBase(TemporalLayer):
                 f"config; got {surrogate!r}. ({error})"
             ) from error
 
-        self.trainable_tau = _check_bool(trainable_tau, "trainable_tau", self._where)
-        self.trainable_threshold = _check_bool(
-            trainable_threshold, "trainable_threshold", self._where
+        if discretization not in lif_kernels.DISCRETIZATIONS:
+            raise ValueError(
+                f"{self._where} expects `discretization` to be one of "
+                f"{lif_kernels.DISCRETIZATIONS}; got {discretization!r}."
+            )
+        self.discretization = discretization
+        self.scale_input = check_bool(scale_input, "scale_input", self.name)
+        self.reset_delay = check_bool(reset_delay, "reset_delay", self.name)
+
+        self.trainable_tau = check_bool(trainable_tau, "trainable_tau", self.name)
+        self.trainable_threshold = check_bool(
+            trainable_threshold, "trainable_threshold", self.name
         )
         self.tau_constraint = keras.constraints.get(tau_constraint)
         self.threshold_constraint = keras.constraints.get(threshold_constraint)
 
-        self.recurrent = _check_bool(recurrent, "recurrent", self._where)
+        self.recurrent = check_bool(recurrent, "recurrent", self.name)
         self.recurrent_initializer = keras.initializers.get(recurrent_initializer)
         self.recurrent_regularizer = keras.regularizers.get(recurrent_regularizer)
         self.recurrent_constraint = keras.constraints.get(recurrent_constraint)
 
-        self.dt = resolve_dt(dt, self.name)
         self.num_states = 1 + len(self._extra_states) + self.recurrent
 
     def _check_positive(self, name, value, unit):
@@ -284,7 +282,8 @@ class _LIFBase(TemporalLayer):
 
     # ---------------------------------------------------------------- states --
 
-    def _initial_states(self, batch_size):
+    def initial_states(self, batch_size):
+        """``v`` at ``initial_voltage``, the other states at 0."""
         voltage = ops.full((1, self.units), self.initial_voltage, "float32")
         zeros = ops.zeros((1, self.units), "float32")
         states = [voltage] + [zeros] * (self.num_states - 1)
@@ -329,10 +328,11 @@ class _LIFBase(TemporalLayer):
     # ------------------------------------------------------------------ run --
 
     def _kernel(self, x, states):
-        """The spike counts and final states (``lif_kernels``)."""
+        """The spike counts and final states (``kernels.lif``)."""
         raise NotImplementedError
 
-    def _run(self, x, states, training):
+    def run_steps(self, x, states, training):
+        """Spikes of height ``1 / dt`` and the final states (``_kernel``)."""
         counts, states = self._kernel(self._flat(x), states)
         spikes = counts / self._dt_tensor()
         return self._unflat(spikes, x), states
@@ -343,6 +343,9 @@ class _LIFBase(TemporalLayer):
             "reset": self.reset,
             "detach_reset": self.detach_reset,
             "recurrent_kernel": self._recurrent_tensor(),
+            "discretization": self.discretization,
+            "scale_input": self.scale_input,
+            "reset_delay": self.reset_delay,
         }
 
     # --------------------------------------------------------------- config --
@@ -379,7 +382,9 @@ class _LIFBase(TemporalLayer):
                 "recurrent_constraint": keras.constraints.serialize(
                     self.recurrent_constraint
                 ),
-                "dt": dt_config(self.dt),
+                "discretization": self.discretization,
+                "scale_input": self.scale_input,
+                "reset_delay": self.reset_delay,
             }
         )
         return config
@@ -421,6 +426,23 @@ _SHARED_PARAMETERS = r"""
     recurrent_initializer, recurrent_regularizer, recurrent_constraint
         For ``W``, as in ``keras.layers.SimpleRNN`` (default ``"orthogonal"``,
         None, None).
+    discretization : str
+        How each stage ``tau dv/dt = -v + I`` becomes a step: ``"exact"``
+        (default; the zero-order hold, ``a = exp(-dt / tau)``, input gain
+        ``1 - a``) or ``"euler"`` (forward Euler, ``a = 1 - dt / tau``, input
+        gain ``dt / tau``, as Norse's ``LIFBoxCell`` and SpikingJelly's
+        ``LIFNode``; stable only for ``dt < 2 tau``).
+    scale_input : bool
+        If False, the input is added to the voltage (and to the synaptic
+        current) as it is, without the gain: ``v_t = a v_{t-1} + I_t``, as
+        snnTorch's ``Leaky`` (``a`` is its ``beta``).
+    reset_delay : bool
+        If True, a spike resets the voltage at the next step, after the
+        decay, instead of in the step it fires: ``v_t = a v_{t-1} + g I_t -
+        theta z_{t-1}`` (subtract) or ``a (1 - z_{t-1}) v_{t-1} + g I_t``
+        (zero), as snnTorch's ``Leaky`` (whose ``reset_delay`` defaults to
+        True and whose reset spike is detached: ``detach_reset=True``).  The
+        state ``v`` is then the voltage before the reset.
     dt : float or keras.Variable, optional
         Simulation time step in seconds; ``keras_spiking.default.dt`` if None.
     return_sequences, return_state, stateful, time_major : bool

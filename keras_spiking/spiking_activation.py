@@ -8,7 +8,7 @@ from keras import ops
 from keras_spiking import kernels
 from keras_spiking.backend import straight_through, uniform
 from keras_spiking.seeded_uniform import seeded_uniform
-from keras_spiking.temporal import TemporalLayer, check_bool, dt_config, resolve_dt
+from keras_spiking.temporal import TemporalLayer, check_bool
 
 #: The neuron models of ``SpikingActivation`` (its ``neuron`` argument).
 NEURONS = ("rate", "if")
@@ -105,6 +105,7 @@ class SpikingActivation(TemporalLayer):
         **kwargs,
     ):
         super().__init__(
+            dt=dt,
             return_sequences=return_sequences,
             return_state=return_state,
             stateful=stateful,
@@ -119,7 +120,6 @@ class SpikingActivation(TemporalLayer):
                 f"that keras.activations.get accepts (a name such as 'relu', or "
                 f"a callable); got {activation!r}."
             ) from error
-        self.dt = resolve_dt(dt, self.name)
         if seed is not None and (
             isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
         ):
@@ -165,7 +165,12 @@ class SpikingActivation(TemporalLayer):
             )
         self.initial_voltage = "uniform" if uniform_voltage else float(initial_voltage)
 
-    def _initial_states(self, batch_size):
+    def initial_states(self, batch_size):
+        """The initial voltages (see ``initial_voltage`` and ``seed``).
+
+        One ``(batch_size, units)`` tensor, or ``(fraction, level)`` with
+        ``neuron="if"`` (the level starts at 0).
+        """
         if self.initial_voltage != "uniform":
             voltage = ops.full((1, self.units), self.initial_voltage, "float32")
             voltage = ops.broadcast_to(voltage, (batch_size, self.units))
@@ -177,7 +182,8 @@ class SpikingActivation(TemporalLayer):
             return [voltage, ops.zeros_like(voltage)]  # (fraction, level)
         return [voltage]
 
-    def _run(self, x, states, training):
+    def run_steps(self, x, states, training):
+        """Spikes for ``x`` from the voltages ``states`` (see the class)."""
         rates = self.activation(x)
         if training and not self.spiking_aware_training:
             return rates, states
@@ -199,7 +205,6 @@ class SpikingActivation(TemporalLayer):
         config.update(
             {
                 "activation": keras.activations.serialize(self.activation),
-                "dt": dt_config(self.dt),
                 "seed": self.seed,
                 "spiking_aware_training": self.spiking_aware_training,
                 "neuron": self.neuron,

@@ -158,27 +158,42 @@ class TemporalLayer(keras.layers.Layer):
 
     Inputs are ``(batch, time, *features)``, or ``(time, batch, *features)``
     with ``time_major=True``.  This class handles the layout, the initial and
-    carried-over states, ``return_sequences``, ``return_state``, ``stateful``
-    and ``dt`` in configs; a subclass implements the time-stepping itself.
+    carried-over states, ``return_sequences``, ``return_state``,
+    ``stateful``, output shapes, and the time step ``dt`` (checked with
+    ``resolve_dt`` when the layer is created, stored as ``self.dt``, saved in
+    ``get_config`` with ``dt_config`` and decoded by ``from_config``); a
+    subclass implements the time-stepping itself.
 
-    Subclass contract:
+    Subclass contract (``keras_spiking.kernels`` holds the time-stepping
+    maths, plain functions on tensors; ``run_steps`` only calls it):
 
-    * ``num_states`` (class attribute): number of state tensors.
+    * ``num_states``: the number of state tensors, an int.  A class
+      attribute (1 by default) or, where it depends on the layer's
+      arguments, an instance attribute set in ``__init__`` before the layer
+      is built (``SpikingActivation`` has 2 with ``neuron="if"``, else 1).
     * ``build_weights(feature_shape)`` (optional): create the layer's weights
       with ``add_weight``; ``feature_shape`` is the input's feature axes.
-    * ``_initial_states(batch_size)``: the states that start a new sequence,
-      a list of ``num_states`` tensors of shape ``(batch, units)`` (float32),
-      where ``units`` is ``prod(feature_shape)``.
-    * ``_run(x, states, training)``: ``x`` is batch-major,
-      ``(batch, time, *features)`` in the layer's compute dtype, feature axes
-      kept; ``states`` is a list of float32 ``(batch, units)`` tensors.
-      Returns the output sequence (same layout as ``x``, compute dtype) and
-      the final states (the same form as ``states``).  ``_flat`` and
-      ``_unflat`` convert between ``x``'s layout and the kernels'
-      ``(batch, time, units)`` float32 layout.
+      ``self.feature_shape`` and ``self.units`` (``prod(feature_shape)``)
+      are set before it is called.
+    * ``initial_states(batch_size)``: the states that start a new sequence.
+      Returns a list of ``num_states`` float32 tensors of shape
+      ``(batch_size, units)``.  Called once per call without
+      ``initial_state`` (so it may draw random values), and by
+      ``reset_state``.
+    * ``run_steps(x, states, training)``: run the layer over a sequence.
+      ``x`` is batch-major, ``(batch, time, *features)`` with at least one
+      step, in the layer's compute dtype, feature axes kept; ``states`` is a
+      list of ``num_states`` float32 ``(batch, units)`` tensors (those the
+      sequence starts from); ``training`` is a bool.  Returns
+      ``(outputs, final_states)``: the output sequence (the layout and dtype
+      of ``x``) and the states after the last step (the same form as
+      ``states``).  ``self._flat(x)`` gives the kernels' ``(batch, time,
+      units)`` float32 layout and ``self._unflat(y, x)`` converts back;
+      ``self._dt_tensor()`` is ``dt`` as a float32 scalar, read at each call
+      (so that a ``keras.Variable`` can change between calls).
 
-    The time-stepping maths itself belongs in ``keras_spiking.kernels``
-    (plain functions on tensors); ``_run`` only calls it.
+    A subclass passes ``dt`` (and the other arguments below) on to this
+    class's ``__init__``; its own ``get_config`` adds only its own arguments.
 
     States of a stateful layer are non-trainable weights (``state`` or
     ``state_0``, ``state_1``), unlike Keras' RNN layers, whose states are
@@ -200,6 +215,10 @@ class TemporalLayer(keras.layers.Layer):
 
     Parameters
     ----------
+    dt : float or keras.Variable, optional
+        Simulation time step in seconds; ``keras_spiking.default.dt`` if None.
+        A non-trainable scalar float ``keras.Variable`` can be changed between
+        calls (see ``keras_spiking.callbacks.DtScheduler``).
     return_sequences : bool
         Return the whole output sequence (True) or only its last step.
     return_state : bool
@@ -214,14 +233,24 @@ class TemporalLayer(keras.layers.Layer):
         Accepted for keras-spiking 0.3 compatibility (where it unrolled the
         ``keras.layers.RNN`` loop); the outputs are the same either way, since
         the kernels choose their own form (``keras_spiking.kernels``).
+    **kwargs
+        Passed to ``keras.layers.Layer``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad ``dt`` (see ``resolve_dt``) or a flag that is not a bool;
+        the message names the layer.
     """
 
-    #: Number of state tensors, each of shape ``(batch, *features)``.
+    #: Number of state tensors, each of shape ``(batch, *features)`` (a
+    #: subclass may set its own, per instance, in ``__init__``).
     num_states = 1
 
     def __init__(
         self,
         *,
+        dt=None,
         return_sequences=True,
         return_state=False,
         stateful=False,
@@ -230,6 +259,7 @@ class TemporalLayer(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.dt = resolve_dt(dt, self.name)
         self.return_sequences = check_bool(
             return_sequences, "return_sequences", self.name
         )
@@ -310,9 +340,23 @@ class TemporalLayer(keras.layers.Layer):
 
     # -------------------------------------------------------------- state --
 
-    def _initial_states(self, batch_size):
-        """Default states for a new sequence, each ``(batch, units)``."""
-        raise NotImplementedError
+    def initial_states(self, batch_size):
+        """The states that start a new sequence (implemented by a subclass).
+
+        Parameters
+        ----------
+        batch_size : int or scalar tensor
+            Number of sequences in the batch.
+
+        Returns
+        -------
+        list of tensors
+            ``num_states`` float32 tensors of shape ``(batch_size, units)``.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement "
+            f"initial_states(batch_size) (see TemporalLayer)."
+        )
 
     def reset_state(self):
         """Restart a stateful layer: its states go back to their defaults."""
@@ -320,7 +364,7 @@ class TemporalLayer(keras.layers.Layer):
             return
         batch_size = self.states[0].shape[0]
         for variable, value in zip(
-            self.states, self._initial_states(batch_size), strict=True
+            self.states, self.initial_states(batch_size), strict=True
         ):
             # A copy: states must not share memory with each other (Alpha's two
             # states start equal) or with a weight, or JAX's compiled predict
@@ -410,7 +454,7 @@ class TemporalLayer(keras.layers.Layer):
             # and the states stay where they were.
             outputs = ops.zeros(ops.shape(x), self.compute_dtype)
         else:
-            outputs, states = self._run(x, states, training=bool(training))
+            outputs, states = self.run_steps(x, states, training=bool(training))
             if self.stateful:
                 for variable, state in zip(self.states, states, strict=True):
                     variable.assign(
@@ -457,7 +501,7 @@ class TemporalLayer(keras.layers.Layer):
                 for s in self.states
             ]
         else:
-            states = self._initial_states(batch_size)
+            states = self.initial_states(batch_size)
         return [ops.cast(s, "float32") for s in states]
 
     def _call_outputs(self, outputs, states, batch_size):
@@ -479,13 +523,31 @@ class TemporalLayer(keras.layers.Layer):
             )
         return outputs
 
-    def _run(self, x, states, training):
-        """Run the layer on ``x`` (batch-major, feature axes kept).
+    def run_steps(self, x, states, training):
+        """Run the layer over a sequence (implemented by a subclass).
 
-        Returns the output sequence (batch-major, feature axes kept, compute
-        dtype) and the final states (each ``(batch, units)``, float32).
+        Parameters
+        ----------
+        x : tensor
+            ``(batch, time, *features)`` (batch-major, feature axes kept,
+            ``time >= 1``), in the layer's compute dtype.
+        states : list of tensors
+            ``num_states`` float32 tensors of shape ``(batch, units)``: the
+            states the sequence starts from.
+        training : bool
+            Whether the layer runs in training mode.
+
+        Returns
+        -------
+        outputs : tensor
+            The output sequence, with the layout and dtype of ``x``.
+        final_states : list of tensors
+            The states after the last step, in the form of ``states``.
         """
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement "
+            f"run_steps(x, states, training) (see TemporalLayer)."
+        )
 
     def _dt_tensor(self):
         """``self.dt`` as a float32 scalar tensor.
@@ -508,6 +570,7 @@ class TemporalLayer(keras.layers.Layer):
         config = super().get_config()
         config.update(
             {
+                "dt": dt_config(self.dt),
                 "return_sequences": self.return_sequences,
                 "return_state": self.return_state,
                 "stateful": self.stateful,

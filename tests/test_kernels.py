@@ -11,6 +11,8 @@ Gradients of the filters (by the hand-written adjoint) are checked against
 float64 finite differences of the reference.
 """
 
+import importlib
+
 import numpy as np
 import pytest
 from keras import ops
@@ -457,3 +459,76 @@ def test_seeded_uniform_matches_integer_reference(seed):
     ]
     np.testing.assert_array_equal(static, reference)
     np.testing.assert_array_equal(traced, reference)
+
+
+# ----------------------------------------------------- package and backends ---
+
+#: The names ``keras_spiking.kernels`` offered as one module, before it was
+#: split into a package by kernel family.
+PUBLIC_NAMES = (
+    "CHUNK DYNAMIC_LEVELS FILTER_LOOP_MAX FORMS FRACTION_BITS LEVEL_FLOOR "
+    "SPIKE_DIRECT_MAX Plan alpha alpha_naive choose_plan forced_form "
+    "if_spike_train integrate_fire integrate_fire_naive integrate_spikes "
+    "integrate_spikes_naive lowpass lowpass_naive spike_train"
+).split()
+
+FUSED = ("fused_spikes", "fused_fire", "fused_lowpass")
+
+
+def test_kernels_package_offers_every_public_name():
+    missing = [name for name in PUBLIC_NAMES if not hasattr(kernels, name)]
+    assert not missing
+    assert sorted(kernels.__all__) == sorted(PUBLIC_NAMES)
+    assert (kernels.CHUNK, kernels.FRACTION_BITS, kernels.LEVEL_FLOOR) == (
+        8,
+        24,
+        -(2**24),
+    )
+
+
+@pytest.mark.parametrize("module", ["_tensorflow", "_jax", "_torch"])
+def test_every_backend_provides_the_fused_kernels_as_functions(module):
+    """The same set of functions everywhere: a kernel only tests what they
+    return (None: no native form), never whether they exist."""
+    shim = importlib.import_module(f"keras_spiking.backend.{module}")
+    assert all(callable(getattr(shim, name)) for name in FUSED)
+    if module != "_torch":  # XLA compiles these backends' kernels: never native
+        x = np.zeros((1, 2, 3), "float32")
+        assert shim.fused_spikes(x, 0.001, x[:, 0], 8, 0, 24, None) is None
+        assert shim.fused_fire(x, x[:, 0], -(2**24), 2**25, 8, 0, None) is None
+        assert shim.fused_lowpass(x, x[0, 0], x[:, 0]) is None
+
+
+@pytest.mark.parametrize("form", ["direct", "chunked"])
+def test_kernels_run_the_generic_form_where_the_fused_one_returns_none(
+    form, monkeypatch
+):
+    calls = []
+
+    def declining(*args):
+        calls.append(len(args))
+        return None
+
+    for name in FUSED:
+        monkeypatch.setattr(kernels._backend, name, declining)
+    rng = np.random.default_rng(5)
+    x = random_increments(rng, (2, 20, 3))
+    v0 = rng.uniform(0, 1, (2, 3)).astype("float32")
+    plan = kernels.Plan(form) if form == "direct" else kernels.Plan(form, 1)
+    counts, voltage = (numpy(v) for v in kernels.spike_train(x, 1.0, v0, plan=plan))
+    check_spikes(counts, voltage, x, v0)
+    fired, _ = kernels.if_spike_train(x, 1.0, (v0, np.zeros_like(v0)), plan=plan)
+    np.testing.assert_array_equal(numpy(fired), np.round(numpy(fired)))
+    log_a = np.full((3,), -0.1, "float32")
+    y = kernels.lowpass(x, log_a, v0, plan=kernels.Plan("loop"))
+    assert_filter_close(numpy(y), references.lowpass_log_a(x, log_a, v0))
+    # spikes; integrate-and-fire (its spikes, its levels); lowpass
+    assert calls == [7, 7, 7, 3]
+
+
+def test_kernels_use_what_a_fused_kernel_returns(monkeypatch):
+    marker = object()
+    monkeypatch.setattr(kernels._backend, "fused_lowpass", lambda *args: marker)
+    x = np.zeros((1, 4, 2), "float32")
+    plan = kernels.Plan("loop")
+    assert kernels.lowpass(x, np.zeros(2, "float32"), x[:, 0], plan=plan) is marker

@@ -400,6 +400,8 @@ GRADIENT_CASES = [
     ("LIF", "subtract", False, False, "boxcar"),
     ("LIF", "subtract", False, False, "straight_through"),
     ("CubaLIF", "subtract", False, True, "fast_sigmoid"),
+    ("CubaLIF", "subtract", False, False, "fast_sigmoid"),
+    ("CubaLIF", "zero", False, False, "atan"),
     ("CubaLIF", "zero", True, True, "atan"),
     ("ALIF", "subtract", False, True, "fast_sigmoid"),
     ("ALIF", "subtract", True, True, "atan"),

@@ -381,8 +381,8 @@ KERNEL_KINDS = ["native", "generic"] if BACKEND == "torch" else ["native"]
 
 
 def generic_kernels(monkeypatch):
-    monkeypatch.setattr(kernels._backend, "fused_fire", None)
-    monkeypatch.setattr(kernels._backend, "fused_spikes", None)
+    monkeypatch.setattr(kernels._backend, "fused_fire", lambda *args: None)
+    monkeypatch.setattr(kernels._backend, "fused_spikes", lambda *args: None)
 
 
 @pytest.mark.parametrize("kind", KERNEL_KINDS)

@@ -14,14 +14,23 @@ looks at ``keras.backend.backend()``.  Each module provides these names:
   elsewhere.
 * ``fused_spikes(rates, dt, v0, chunk, levels, bits, levels_for)``: the
   ``direct``/``chunked`` form of ``kernels.spike_train`` written natively
-  for eager execution; None where the backend has none (and the function
-  returns None where it does not apply).
+  for eager execution, returning ``(spikes, voltage)``.
 * ``fused_fire(counts, level0, floor, span, chunk, levels, levels_for)``:
   the integer part of ``kernels.integrate_fire`` (the level after each step,
   by compositions of level maps, and the spikes from it) written natively
-  for eager execution; None as above.
+  for eager execution, returning ``(fired, level)``.
 * ``fused_lowpass(x, log_a, y0)``: the ``loop``/``unrolled`` form of
-  ``kernels.lowpass``, natively, with its gradient; None as above.
+  ``kernels.lowpass``, natively, with its gradient, returning ``y``.
+* ``fused_lif(u, a, theta, v0, surrogate, reset, detach_reset)``: the
+  membrane kernel of ``kernels.lif.membrane`` (its packed output, with its
+  hand-written gradient) written natively for eager execution.
+
+  Every backend provides these fused kernels (``fused_*``) as functions;
+  each returns None where it does not apply (always on TensorFlow and
+  JAX, whose kernels XLA compiles; on PyTorch while tracing for export,
+  and for the cases its docstring lists), and the caller then runs the
+  generic ``keras.ops`` form.  A caller tests the result, never the
+  function.
 * ``chunk_cumsum(x, initial=None, reverse=False, overwrite=False)``: running
   sum along axis 2 of a rank-4 tensor of short chunks, each started from
   ``initial``.
@@ -55,6 +64,7 @@ chunk_cumsum = _module.chunk_cumsum
 compiled = _module.compiled
 custom_vjp = _module.custom_vjp
 fused_fire = _module.fused_fire
+fused_lif = _module.fused_lif
 fused_lowpass = _module.fused_lowpass
 fused_spikes = _module.fused_spikes
 loop_is_cheaper = _module.loop_is_cheaper

@@ -36,6 +36,15 @@ def uniform(shape, seed_generator):
     return keras.random.uniform(shape, seed=seed_generator)
 
 
+def no_fused_kernel(*args):
+    """A fused-kernel function (``fused_*``) of a backend that has none.
+
+    Always None, so the caller runs the generic ``keras.ops`` form.
+    """
+    del args
+    return None
+
+
 def not_compiled(function):
     """``compiled`` for backends that run kernels as the caller runs them."""
     return function

@@ -38,7 +38,9 @@ def custom_vjp(forward, backward):
     """A function of tensors with a hand-written gradient.
 
     ``forward(*args) -> (output, residuals)`` and
-    ``backward(residuals, upstream) -> gradients`` (one per argument).
+    ``backward(residuals, upstream) -> gradients`` (one per argument);
+    ``output`` may be a tuple of tensors, and ``upstream`` is then the tuple
+    of their gradients.
     """
 
     @jax.custom_vjp
@@ -49,8 +51,9 @@ def custom_vjp(forward, backward):
     return function
 
 
-#: No eager fused kernels: XLA fuses the kernels under ``jax.jit``.
-fused_spikes = fused_lowpass = fused_fire = None
+# No eager fused kernels (always None): XLA fuses the kernels under ``jax.jit``.
+fused_spikes = fused_lowpass = fused_fire = _common.no_fused_kernel
+fused_lif = _common.no_fused_kernel
 
 
 def chunk_cumsum(x, initial=None, reverse=False, overwrite=False):

@@ -4,6 +4,7 @@ import functools
 
 import tensorflow as tf
 
+from keras_spiking.backend import _common
 from keras_spiking.backend._common import add_initial
 
 
@@ -79,7 +80,8 @@ def custom_vjp(forward, backward):
 
     ``forward(*args) -> (output, residuals)`` and
     ``backward(residuals, upstream) -> gradients`` (one per argument); both
-    run ``compiled``.
+    run ``compiled``.  ``output`` may be a tuple of tensors, and ``upstream``
+    is then the tuple of their gradients (zeros for an output not used).
     """
     forward, backward = compiled(forward), compiled(backward)
 
@@ -87,7 +89,13 @@ def custom_vjp(forward, backward):
     def function(*args):
         output, residuals = forward(*args)
 
-        def grad(upstream):
+        def grad(*upstream):
+            if len(upstream) == 1:
+                return list(backward(residuals, upstream[0]))
+            upstream = tuple(
+                tf.zeros_like(y) if g is None else g
+                for y, g in zip(output, upstream, strict=True)
+            )
             return list(backward(residuals, upstream))
 
         return output, grad
@@ -95,8 +103,10 @@ def custom_vjp(forward, backward):
     return function
 
 
-#: No eager fused kernels: every kernel runs under XLA (``compiled``).
-fused_spikes = fused_lowpass = fused_fire = None
+# No eager fused kernels (always None): every kernel runs under XLA
+# (``compiled``).
+fused_spikes = fused_lowpass = fused_fire = _common.no_fused_kernel
+fused_lif = _common.no_fused_kernel
 
 
 def scan(step, init, xs, reverse=False):

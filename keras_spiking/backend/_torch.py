@@ -4,6 +4,7 @@ import torch
 
 from keras_spiking.backend import _common
 from keras_spiking.backend._common import add_initial
+from keras_spiking.backend._torch_lif import fused_lif  # noqa: F401
 
 # shared with another backend (see _common)
 compiled = _common.not_compiled
@@ -36,9 +37,11 @@ def custom_vjp(forward, backward):
     """A function of tensors with a hand-written gradient.
 
     ``forward(*args) -> (output, residuals)`` and
-    ``backward(residuals, upstream) -> gradients`` (one per argument).
-    ``forward`` runs without autograd tracking (so it may work in place on
-    its own temporaries); residuals go through ``save_for_backward``.
+    ``backward(residuals, upstream) -> gradients`` (one per argument);
+    ``output`` may be a tuple of tensors, and ``upstream`` is then the tuple
+    of their gradients.  ``forward`` runs without autograd tracking (so it
+    may work in place on its own temporaries); residuals go through
+    ``save_for_backward``.
     """
 
     class _Function(torch.autograd.Function):
@@ -49,7 +52,8 @@ def custom_vjp(forward, backward):
             return output
 
         @staticmethod
-        def backward(ctx, upstream):
+        def backward(ctx, *upstream):
+            upstream = upstream[0] if len(upstream) == 1 else upstream
             return tuple(backward(ctx.saved_tensors, upstream))
 
     return _Function.apply
@@ -110,7 +114,7 @@ def unroll(steps):
 def _running_sum_mod(q, start, chunk, levels, bits):
     """``(start + inclusive running sum of q along axis 1) mod 2**bits``.
 
-    int32, as ``kernels._running_sum_mod`` computes it (chunked running sums
+    int32, as ``kernels.spikes._running_sum_mod`` computes it (chunked running sums
     of 2**bits-bounded values, so no int32 sum overflows), written as few
     in-place passes over the data.
     """
@@ -181,7 +185,7 @@ def fused_spikes(rates, dt, v0, chunk, levels, bits, levels_for):
     sequences go in blocks of steps (``_blocks``), the fixed-point voltage
     carried exactly from block to block, each block with
     ``levels_for(steps)`` levels (the kernels' own rule,
-    ``kernels._levels_for``).  Returns None where the generic form must run
+    ``kernels.plan._levels_for``).  Returns None where the generic form must run
     (while tracing for export, under autograd, or for other dtypes).
     """
     if (
@@ -213,7 +217,7 @@ _FLOAT32_MAX = 3.4028234663852886e38
 def _chunk_maps_(a, low, high, floor, span):
     """Inclusive compositions of level maps along axis 2, in place.
 
-    The maps ``(a, low, high)`` (``kernels._then``) are rank-4 int32
+    The maps ``(a, low, high)`` (``kernels.integrate_and_fire._then``) are rank-4 int32
     tensors, written over; ``low is None``: the maps ``(a, floor, 0)`` (new
     ``low``/``high`` tensors are returned); ``a`` saturates at ``+-span``.
     """
@@ -236,7 +240,7 @@ def _chunk_maps_(a, low, high, floor, span):
 
 
 def _levels_after(a, low, high, level0, chunk, levels, floor, span):
-    """``kernels._levels_after`` in place-friendly PyTorch.
+    """``kernels.integrate_and_fire._levels_after`` in place-friendly PyTorch.
 
     The int32 level after each map ``(a, low, high)`` along axis 1 (``low
     is None``: the maps ``(a, floor, 0)`` of single steps), from ``level0``.
@@ -254,7 +258,8 @@ def _levels_after(a, low, high, level0, chunk, levels, floor, span):
         return out
     count = -(-steps // chunk)
 
-    def to_chunks(v):  # padded after with zeros: see kernels._levels_after
+    # padded after with zeros: see kernels.integrate_and_fire._levels_after
+    def to_chunks(v):
         padded = v.new_zeros((batch, count * chunk, units))
         padded[:, :steps] = v
         return padded.view(batch, count, chunk, units)
@@ -285,7 +290,7 @@ def fused_fire(counts, level0, floor, span, chunk, levels, levels_for):
     """The integer part of ``kernels.integrate_fire`` in eager PyTorch.
 
     From the signed counts on: the same compositions of int32 level maps
-    (``kernels._then``; levels from ``floor``, maps saturating at
+    (``kernels.integrate_and_fire._then``; levels from ``floor``, maps saturating at
     ``+-span``), so the same spikes and states bit for bit, as in-place
     passes over strided views instead of the ``keras.ops`` forms with their
     temporaries.  Long sequences go in blocks of steps (``_blocks``), the
@@ -297,7 +302,7 @@ def fused_fire(counts, level0, floor, span, chunk, levels, levels_for):
     if torch.jit.is_tracing() or counts.requires_grad:
         return None
     floor, span = int(floor), int(span)  # int32 here (exact, as float32 there)
-    # as kernels._fire_kernel: the initial level may be above 0; a
+    # as kernels.integrate_and_fire._fire_kernel: the initial level may be above 0; a
     # non-finite step leaves the level alone and outputs relu of itself
     level = level0.clamp(floor, -floor).to(torch.int32)
     finite = counts.abs() <= _FLOAT32_MAX
