@@ -28,8 +28,31 @@ two-state ``CubaLI``); an ``IF`` neuron adds ``r * input * dt`` to its
 voltage, which starts at 0, emits ``floor(v / v_threshold)`` spikes when that
 is positive (several per step), each of height ``1 / dt`` (the discretised
 unit-area spike), and subtracts them from its voltage (NIR's ``IF`` resets to
-``v_reset`` and emits one spike at most: readers may ignore the metadata,
-and then agree with the model only where no neuron fires twice in a step).
+``v_reset`` and emits one spike at most: readers that ignore the metadata
+lose the voltage above the threshold at each spike, and agree with the
+model only where none is left).
+
+``LIF`` and ``CubaLIF`` layers are NIR's ``LIF`` and ``CubaLIF`` nodes with
+``r = 1``, ``v_leak = 0`` and ``v_reset = 0``: ``reset="zero"`` is NIR's
+reset, and the ``LIF`` layer's step, ``v = a v + (1 - a) I`` with
+``a = exp(-dt / tau)``, is the exact zero-order hold of NIR's
+``tau dv/dt = (v_leak - v) + r I``.  The metadata adds what NIR leaves
+open: a spike when ``v >= v_threshold`` at the end of a step (NIR writes
+``>``; the two differ only where the voltage lands exactly on the
+threshold), one at most per step, of height ``1 / dt``, the reset in the
+same step; and a ``CubaLIF`` steps in two stages, the synaptic current's
+zero-order hold and then the membrane's driven by the current at the end of
+the step (held over the step), as a ``LI`` node feeding a ``LIF`` node.
+That is what ``CubaLIF`` computes (as do snnTorch's ``Synaptic`` and
+Loihi's CUBA neurons, with forward-Euler stages); the exact solution of the
+coupled equations differs from it, its membrane seeing the current rise
+within each step rather than the current at the step's end.  With
+``recurrent=True`` the graph has a cycle: the neuron's output feeds a
+``Linear`` node named ``<layer>_recurrent`` with weight
+``dt * recurrent_kernel.T`` (the kernel weighs spike counts, the edges
+carry spikes of height ``1 / dt``; written in float64, so that ``load``
+gets the kernel back bit for bit), which feeds the neuron's input one step
+later (an edge that closes a cycle carries the previous step's output).
 
 A ``Rescaling`` layer without offset (``convert`` puts one on each side of a
 spiking layer whose firing rates it scales) is a ``Scale`` node, the same
@@ -57,10 +80,21 @@ reason, unless ``approximate=True`` (the choices are then listed in
   metadata).  Other activations have no NIR node: always an error.
 * A random or non-zero initial voltage, a non-zero filter initial level:
   written as starting at 0.
+* ``reset="subtract"`` (the LIF layers' default) or ``"none"``: NIR's
+  ``LIF`` sets the voltage to ``v_reset`` at a spike, which only
+  ``reset="zero"`` does.  Written with ``v_reset = 0``; the reset is kept in
+  ``metadata["lif_resets"]``, from which ``load`` restores it.
 * ``TemporalAvgPool`` as the last layer: left out (the graph outputs the
   sequence; average it over time yourself).
 
-Always errors: other layers, activations inside ``Dense``/``Conv2D``,
+Always errors: ``ALIF`` (no NIR node has an adaptive threshold), the LIF
+layers' ``discretization="euler"`` (its decay ``1 - dt / tau`` is the exact
+one of ``tau' = -dt / log(1 - dt / tau)``: create the layer with that
+``tau`` and ``tau_syn``), ``scale_input=False`` (multiply the weights before
+the layer by ``1 / (1 - a)``, for ``CubaLIF`` by
+``1 / ((1 - a) (1 - a_syn))``, instead) and ``reset_delay=True``, recurrent LIF
+layers on image features, other layers, activations inside
+``Dense``/``Conv2D``,
 ``"same"`` padding that Keras splits unevenly (an odd total: Keras puts the
 extra row/column at the bottom/right, NIR pads symmetrically),
 ``AveragePooling2D(padding="same")`` where it pads (Keras averages over the
@@ -76,6 +110,7 @@ import numpy as np
 
 from keras_spiking import _graph
 from keras_spiking.filters import Alpha, Lowpass
+from keras_spiking.lif import ALIF, LIF, MIN_TAU, MIN_THRESHOLD, CubaLIF
 from keras_spiking.pooling import TemporalAvgPool
 from keras_spiking.spiking_activation import SpikingActivation
 from keras_spiking.temporal import dt_value
@@ -95,6 +130,20 @@ CONVENTIONS = {
     "if_spikes_per_step": "floor(v / v_threshold) when positive, several allowed",
     "if_spike_height": "1 / dt (a unit-area spike)",
     "initial_state": "zero voltages and filter states",
+    "lif_spikes": (
+        "LIF and CubaLIF: a spike when v >= v_threshold after the step's "
+        "update, one at most per step, of height 1 / dt; v = v_reset in the "
+        "same step"
+    ),
+    "cuba_lif": (
+        "CubaLIF in two stages per step: the synaptic current's zero-order "
+        "hold, then the membrane's, driven by the current at the end of the "
+        "step held over the step (as a LI node feeding a LIF node)"
+    ),
+    "cycles": (
+        "an edge that closes a cycle (a neuron's recurrent Linear) carries the "
+        "previous step's output, 0 at the first step; edges into one node add up"
+    ),
 }
 
 
@@ -192,6 +241,10 @@ class _ExportState:
     dts: dict = dataclasses.field(default_factory=dict)
     # node name -> (input shape, output shape), NIR's
     shapes: dict = dataclasses.field(default_factory=dict)
+    # neuron node name -> its recurrent ``Linear`` node
+    recurrent: dict = dataclasses.field(default_factory=dict)
+    # neuron node name -> its reset, where NIR's ``LIF`` cannot say it
+    resets: dict = dataclasses.field(default_factory=dict)
 
     def approximation(self, outer, reason, advice):
         """Record ``reason`` if approximating, else raise it with ``advice``."""
@@ -380,6 +433,120 @@ def _export_filter(layer, outer, state):
     )
 
 
+#: Options of the LIF layers (where the layer has them) that NIR's ``LIF``
+#: cannot express: option -> (the value NIR's ``LIF`` means, why another is
+#: not it).
+_LIF_OPTIONS = {
+    "discretization": (
+        "exact",
+        "NIR's LIF is the continuous equation, which graphs from keras_spiking "
+        "step by its exact zero-order hold; the forward-Euler decay "
+        "1 - dt / tau is the exact one of tau' = -dt / log(1 - dt / tau) "
+        "(where tau > dt): create the layer with discretization='exact' and "
+        "that tau' for each time constant",
+    ),
+    "scale_input": (
+        True,
+        "the input is added unscaled (v = a v + x), NIR's LIF scales it by "
+        "1 - a: use scale_input=True and multiply the weights before the "
+        "layer by 1 / (1 - a), a = exp(-dt / tau) (for CubaLIF by "
+        "1 / ((1 - a) (1 - a_syn)))",
+    ),
+    "reset_delay": (
+        False,
+        "the reset acts one step after the spike, NIR's LIF resets when it "
+        "fires: use reset_delay=False",
+    ),
+}
+
+
+def _check_lif_options(layer, outer):
+    """A ValueError for an option of ``_LIF_OPTIONS`` that is not NIR's."""
+    for option, (nir_value, reason) in _LIF_OPTIONS.items():
+        value = getattr(layer, option, nir_value)
+        if value != nir_value:
+            raise _error(outer, f"{option}={value!r}: {reason}.")
+
+
+def _lif_reset(layer, outer, state):
+    """Record a reset other than NIR's (``"zero"``) if approximating."""
+    if layer.reset == "zero":
+        return
+    state.approximation(
+        outer,
+        f"reset={layer.reset!r} "
+        + (
+            "subtracts the threshold at a spike"
+            if layer.reset == "subtract"
+            else "keeps the voltage at a spike"
+        )
+        + ", NIR's LIF sets the voltage to v_reset",
+        "Use reset='zero' (NIR's LIF with v_reset=0), or export with "
+        "approximate=True (written as reset='zero'; load restores the reset "
+        "from the metadata).",
+    )
+    state.resets[outer.name] = layer.reset
+
+
+def _recurrent_weight(layer, outer, state):
+    """NIR's ``Linear`` weight of a recurrent kernel: ``dt * W.T``, float64.
+
+    The layer's ``W`` weighs spike counts, NIR's edges carry spikes of
+    height ``1 / dt``; float64 so that ``weight / dt`` gives ``W`` back.
+    """
+    if len(state.layout.shape) != 1:
+        raise _error(
+            outer,
+            f"recurrent=True on {state.layout.shape} features: NIR's Linear "
+            f"acts on flat features; Flatten first.",
+        )
+    kernel = np.asarray(keras.ops.convert_to_numpy(layer.recurrent_kernel), "f8")
+    order = state.layout.order
+    if order is not None:
+        kernel = kernel[np.ix_(order, order)]
+    return np.ascontiguousarray(kernel.T) * dt_value(layer.dt)
+
+
+def _export_lif(layer, outer, state):
+    state.dts[layer.name] = dt_value(layer.dt)
+    if isinstance(layer, ALIF):
+        raise _error(
+            outer,
+            "NIR has no neuron with an adaptive threshold (its LIF and "
+            "CubaLIF fire at a fixed v_threshold); use LIF or CubaLIF.",
+        )
+    _check_lif_options(layer, outer)
+    _lif_reset(layer, outer, state)
+    if layer.initial_voltage != 0.0:
+        state.approximation(
+            outer,
+            f"initial_voltage={layer.initial_voltage!r}; NIR neurons start at 0",
+            "Create it with initial_voltage=0, or export with approximate=True.",
+        )
+
+    def values(weight, least):
+        return state.layout.to_nir(np.maximum(_array(weight), np.float32(least)))
+
+    tau, threshold = values(layer.tau, MIN_TAU), values(layer.threshold, MIN_THRESHOLD)
+    ones, zeros = np.ones_like(tau), np.zeros_like(tau)
+    if layer.recurrent:
+        weight = _recurrent_weight(layer, outer, state)
+        state.recurrent[outer.name] = state.nir.Linear(weight=weight)
+    if isinstance(layer, CubaLIF):
+        return state.nir.CubaLIF(
+            tau_syn=values(layer.tau_syn, MIN_TAU),
+            tau_mem=tau,
+            r=ones,
+            v_leak=zeros,
+            v_threshold=threshold,
+            v_reset=zeros.copy(),
+            w_in=ones.copy(),
+        )
+    return state.nir.LIF(
+        tau=tau, r=ones, v_leak=zeros, v_threshold=threshold, v_reset=zeros.copy()
+    )
+
+
 def _export_nothing(layer, outer, state):
     return None
 
@@ -465,6 +632,32 @@ _EXPORT_RULES = (
         "`CubaLI(tau_syn=tau, tau_mem=tau, r=1, v_leak=0, w_in=1)` (`load`: "
         "equal time constants; a gain `r * w_in` as for `IF`)",
         _export_filter,
+    ),
+    _Rule(
+        LIF,
+        "LIF, Linear",
+        '`reset="zero"`: `LIF(tau, r=1, v_leak=0, v_threshold=threshold, '
+        "v_reset=0)`; with `recurrent=True` also a cycle through "
+        "`Linear(weight=dt * recurrent_kernel.T)` (float64) named "
+        '`<layer>_recurrent`; `reset="subtract"`/`"none"` only with '
+        "`approximate=True` (`load` restores them from the metadata; else a "
+        "gain `r` as for `IF`, `v_leak` and `v_reset` 0)",
+        _export_lif,
+    ),
+    _Rule(
+        CubaLIF,
+        "CubaLIF, Linear",
+        "`CubaLIF(tau_syn, tau_mem=tau, r=1, v_leak=0, v_threshold=threshold, "
+        "v_reset=0, w_in=1)`, the two stages one after the other in each "
+        "step; resets and recurrence as for `LIF` (`load`: a gain "
+        "`r * w_in` as for `IF`)",
+        _export_lif,
+    ),
+    _Rule(
+        ALIF,
+        "",
+        "always an error: NIR has no neuron with an adaptive threshold",
+        _export_lif,
     ),
     _Rule(
         keras.layers.Dropout,
@@ -565,6 +758,7 @@ def _graph_of(state, input_layout, fold_scales):
     metadata["dt"] = _common_dt(state.dts)
     metadata["rectified_if_nodes"] = ",".join(state.rectified)
     metadata["approximations"] = "; ".join(state.approximations)
+    metadata["lif_resets"] = ",".join(f"{n}={r}" for n, r in state.resets.items())
     if fold_scales:
         metadata["folded_scales"] = ",".join(_fold_scales(nir, nodes, state.shapes))
     first = _free_name("input", nodes)
@@ -573,8 +767,13 @@ def _graph_of(state, input_layout, fold_scales):
     names = [first, *nodes, last]
     nodes[first] = nir.Input(input_type={"input": np.array(input_layout.nir_shape)})
     nodes[last] = nir.Output(output_type={"output": shape})
-    nodes = {name: nodes[name] for name in names}
     edges = list(zip(names[:-1], names[1:], strict=True))
+    for neuron, linear in state.recurrent.items():
+        name = _free_name(f"{neuron}_recurrent", nodes)
+        nodes[name] = linear
+        names.insert(names.index(neuron) + 1, name)
+        edges += [(neuron, name), (name, neuron)]
+    nodes = {name: nodes[name] for name in names}
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
 
 
@@ -721,7 +920,7 @@ class _Spec:
 
     layer: keras.layers.Layer
     weights: list = None  # for ``set_weights``
-    tau: np.ndarray = None  # for a filter's ``tau``
+    assign: dict = None  # variable name -> value (a filter's ``tau``, ...)
 
     @property
     def weight_layer(self):
@@ -743,11 +942,16 @@ class _LoadState:
     rectified: set
     layout: _Layout
     taken: set
+    discretization: str = "exact"
+    # neuron node name -> its recurrent Linear/Affine node
+    loops: dict = dataclasses.field(default_factory=dict)
+    # neuron node name -> its reset, from the metadata
+    resets: dict = dataclasses.field(default_factory=dict)
     specs: list = dataclasses.field(default_factory=list)
 
-    def add(self, layer, weights=None, tau=None):
+    def add(self, layer, weights=None, assign=None):
         self.taken.add(layer.name)
-        self.specs.append(_Spec(layer, weights, tau))
+        self.specs.append(_Spec(layer, weights, assign))
 
     def name(self, base):
         """A layer name not used by the graph or by the layers so far."""
@@ -962,12 +1166,34 @@ def _load_if(name, node, state):
     state.add(layer)
 
 
+def _time_constant(name, node, tau, what, state, convert=True):
+    """NIR time constants ``tau`` as the layers' (Keras layout, float32).
+
+    Read as forward Euler (``load(discretization="euler")``) by a layer that
+    steps exactly (``convert``), a decay ``1 - dt / tau`` per step is the
+    exact decay of ``-dt / log(1 - dt / tau)``, which needs ``tau > dt``.
+    """
+    tau = np.asarray(tau, np.float64)
+    if not np.all(tau > 0):
+        raise _load_error(name, node, f"{what} not positive.")
+    if convert and state.discretization == "euler":
+        if not np.all(tau > state.dt):
+            raise _load_error(
+                name,
+                node,
+                f"{what} <= dt = {state.dt}: a forward-Euler step of it decays "
+                f"by 1 - dt / {what} <= 0, which no time constant gives.",
+            )
+        tau = -state.dt / np.log1p(-state.dt / tau)
+    return _keras_values(name, node, tau, what, state).astype(np.float32)
+
+
 def _load_filter(name, node, state, cls, tau, gain):
     if np.any(np.asarray(node.v_leak) != 0):
         raise _load_error(name, node, "v_leak other than 0.")
     _fold_gain(name, node, gain, state)
-    tau = _keras_values(name, node, tau, "tau", state).astype(np.float32)
-    state.add(cls(float(tau.flat[0]), dt=state.dt, name=name), tau=tau)
+    tau = _time_constant(name, node, tau, "tau", state)
+    state.add(cls(float(tau.flat[0]), dt=state.dt, name=name), assign={"tau": tau})
 
 
 def _load_li(name, node, state):
@@ -977,8 +1203,99 @@ def _load_li(name, node, state):
 def _load_cuba_li(name, node, state):
     if not np.array_equal(node.tau_syn, node.tau_mem):
         raise _load_error(name, node, "tau_syn != tau_mem (Alpha has one tau).")
+    if state.discretization != "exact":
+        raise _load_error(
+            name,
+            node,
+            f"discretization={state.discretization!r}: Alpha is the exact "
+            f"zero-order hold of the two-state filter (load it with "
+            f"discretization='exact').",
+        )
     gain = np.asarray(node.r, np.float64) * np.asarray(node.w_in, np.float64)
     _load_filter(name, node, state, Alpha, node.tau_mem, gain)
+
+
+def _recurrent_kernel(name, node, gain, state):
+    """The layer's recurrent kernel from the node's loop (or None).
+
+    The loop's ``Linear`` weighs spikes of height ``1 / dt`` (``W = weight.T
+    / dt``, on spike counts) and the node's gain ``r`` scales its current
+    too.  ``gain`` is in Keras' layout.
+    """
+    if name not in state.loops:
+        return None
+    loop, linear = state.loops[name]
+    if np.any(np.asarray(getattr(linear, "bias", 0.0)) != 0):
+        raise _load_error(
+            name,
+            node,
+            f"its recurrent loop '{loop}' has a bias (the layers' recurrent "
+            f"kernels have none).",
+        )
+    units = int(np.prod(state.layout.shape))
+    weight = np.asarray(linear.weight, np.float64)
+    if len(state.layout.shape) != 1 or weight.shape != (units, units):
+        raise _load_error(
+            name,
+            node,
+            f"its recurrent loop '{loop}' has a weight of shape {weight.shape} "
+            f"for {state.layout.nir_shape} neurons; expected ({units}, {units}) "
+            f"on flat features.",
+        )
+    order = state.layout.order
+    order = np.arange(units) if order is None else order
+    kernel = np.empty((units, units))
+    kernel[np.ix_(order, order)] = weight.T / state.dt
+    return (kernel * np.reshape(gain, (1, units))).astype(np.float32)
+
+
+def _load_neuron(name, node, state, cls, time_constants, gain):
+    """A ``LIF`` or ``CubaLIF`` layer for a NIR ``LIF``/``CubaLIF`` node.
+
+    ``time_constants``: the layer's argument name -> the node's values;
+    ``gain`` the factor on the node's input current (``r``, ``r * w_in``).
+    """
+    for what in ("v_leak", "v_reset"):
+        if np.any(np.asarray(getattr(node, what)) != 0):
+            raise _load_error(
+                name,
+                node,
+                f"{what} other than 0 (the layers reset to 0 and leak to 0).",
+            )
+    threshold = _keras_values(name, node, node.v_threshold, "v_threshold", state)
+    if not np.all(threshold > 0):
+        raise _load_error(name, node, "v_threshold not positive.")
+    taus = {
+        argument: _time_constant(name, node, values, argument, state, False)
+        for argument, values in time_constants.items()
+    }
+    gain = _keras_values(name, node, np.asarray(gain, np.float64), "the gain", state)
+    kernel = _recurrent_kernel(name, node, gain, state)
+    _fold_gain(name, node, gain, state)
+    layer = cls(
+        **{argument: float(tau.flat[0]) for argument, tau in taus.items()},
+        threshold=float(threshold.flat[0]),
+        reset=state.resets.get(name, "zero"),
+        initial_voltage=0.0,
+        recurrent=kernel is not None,
+        discretization=state.discretization,
+        dt=state.dt,
+        name=name,
+    )
+    assign = dict(taus, threshold=threshold.astype(np.float32))
+    if kernel is not None:
+        assign["recurrent_kernel"] = kernel
+    state.add(layer, assign=assign)
+
+
+def _load_lif(name, node, state):
+    _load_neuron(name, node, state, LIF, {"tau": node.tau}, node.r)
+
+
+def _load_cuba_lif(name, node, state):
+    gain = np.asarray(node.r, np.float64) * np.asarray(node.w_in, np.float64)
+    taus = {"tau": node.tau_mem, "tau_syn": node.tau_syn}
+    _load_neuron(name, node, state, CubaLIF, taus, gain)
 
 
 #: NIR node type name -> ``(name, node, state) -> None`` (adds Keras layers).
@@ -992,7 +1309,12 @@ _LOADERS = {
     "IF": _load_if,
     "LI": _load_li,
     "CubaLI": _load_cuba_li,
+    "LIF": _load_lif,
+    "CubaLIF": _load_cuba_lif,
 }
+
+#: The NIR nodes that take a recurrent loop (a ``Linear`` from and back to them).
+_RECURRENT = ("LIF", "CubaLIF")
 
 
 def _metadata_value(metadata, key, default=None):
@@ -1004,9 +1326,41 @@ def _metadata_value(metadata, key, default=None):
     return value
 
 
-def _following(graph):
-    following = {}
+def _loops(nir, graph):
+    """The graph's recurrent loops: ``{neuron: (name, node)}``.
+
+    A loop is a ``Linear``/``Affine`` node whose only edges are one from a
+    node and one back to it.
+    """
+    into, out = {}, {}
     for source, target in graph.edges:
+        out.setdefault(source, []).append(target)
+        into.setdefault(target, []).append(source)
+    loops = {}
+    for name, node in graph.nodes.items():
+        sources = into.get(name, [])
+        if (
+            isinstance(node, (nir.Linear, nir.Affine))
+            and len(sources) == 1
+            and out.get(name) == sources
+            and sources[0] != name
+        ):
+            if sources[0] in loops:
+                raise ValueError(
+                    f"{_LOAD}: node '{sources[0]}' has several recurrent loops "
+                    f"('{loops[sources[0]][0]}', '{name}'); the layers have one "
+                    f"recurrent kernel."
+                )
+            loops[sources[0]] = (name, node)
+    return loops
+
+
+def _following(graph, loops):
+    following = {}
+    skipped = {name for name, _ in loops.values()}
+    for source, target in graph.edges:
+        if source in skipped or target in skipped:
+            continue
         if source in following:
             raise ValueError(
                 f"{_LOAD} expects a chain of nodes; node '{source}' has several "
@@ -1016,9 +1370,12 @@ def _following(graph):
     return following
 
 
-def _chain_of(nir, graph):
-    """The graph's node names from its single input to its single output."""
-    following = _following(graph)
+def _chain_of(nir, graph, loops):
+    """The graph's node names from its single input to its single output.
+
+    The nodes of the recurrent ``loops`` (``_loops``) are left out.
+    """
+    following = _following(graph, loops)
     starts = [n for n, node in graph.nodes.items() if isinstance(node, nir.Input)]
     if len(starts) != 1:
         raise ValueError(f"{_LOAD} expects one Input node; got {len(starts)}.")
@@ -1028,10 +1385,11 @@ def _chain_of(nir, graph):
         if len(chain) > len(graph.nodes):
             raise ValueError(f"{_LOAD}: the graph has a cycle.")
     last = graph.nodes[chain[-1]]
-    if not isinstance(last, nir.Output) or len(chain) != len(graph.nodes):
+    if not isinstance(last, nir.Output) or len(chain) + len(loops) != len(graph.nodes):
         raise ValueError(
             f"{_LOAD} expects a chain of nodes from the Input to the Output "
-            f"that covers the whole graph."
+            f"that covers the whole graph, apart from recurrent loops (a "
+            f"Linear from a LIF or CubaLIF node back to it)."
         )
     return chain
 
@@ -1058,6 +1416,13 @@ def _input_of(name, node):
 def _load_node(name, node, state):
     for cls in type(node).__mro__:
         if cls.__name__ in _LOADERS and cls.__module__.startswith("nir"):
+            if name in state.loops and cls.__name__ not in _RECURRENT:
+                raise _load_error(
+                    name,
+                    node,
+                    f"a recurrent loop ('{state.loops[name][0]}') into it; only "
+                    f"{' and '.join(_RECURRENT)} nodes take one.",
+                )
             return _LOADERS[cls.__name__](name, node, state)
     raise _load_error(name, node, "no Keras equivalent is implemented.")
 
@@ -1070,8 +1435,8 @@ def _build(inputs, specs):
     for spec in specs:
         if spec.weights is not None:
             spec.layer.set_weights(spec.weights)
-        if spec.tau is not None:
-            spec.layer.tau.assign(spec.tau)
+        for variable, value in (spec.assign or {}).items():
+            getattr(spec.layer, variable).assign(value)
     return model
 
 
@@ -1095,7 +1460,34 @@ def _read_graph(nir, graph_or_path):
         ) from error
 
 
-def load(graph_or_path, dt=None):
+#: How ``load`` can read the leaky nodes' time constants.
+_DISCRETIZATIONS = ("exact", "euler")
+
+
+def _lif_resets(metadata):
+    """The resets ``export(approximate=True)`` recorded: ``{node: reset}``."""
+    text = str(_metadata_value(metadata, "lif_resets", ""))
+    resets = {}
+    for item in filter(None, text.split(",")):
+        name, _, reset = item.rpartition("=")
+        if reset not in ("subtract", "zero", "none") or not name:
+            raise ValueError(
+                f"{_LOAD}: metadata['lif_resets'] lists {item!r}; expected "
+                f"'<node>=<reset>' with a reset of 'subtract', 'zero' or 'none'."
+            )
+        resets[name] = reset
+    return resets
+
+
+def _check_discretization(discretization):
+    if discretization not in _DISCRETIZATIONS:
+        raise ValueError(
+            f"{_LOAD} expects `discretization` to be one of {_DISCRETIZATIONS}; "
+            f"got {discretization!r}."
+        )
+
+
+def load(graph_or_path, dt=None, *, discretization="exact"):
     """Build a Keras model from a NIR graph (the inverse of ``export``).
 
     Nodes map back as in ``mapping_table()``: ``IF`` to
@@ -1116,6 +1508,14 @@ def load(graph_or_path, dt=None):
     by a ``Rescaling`` layer named ``<node>_gain`` before the neuron or
     filter.  Each layer is named after its node.
 
+    ``LIF`` and ``CubaLIF`` nodes with ``v_leak = 0`` and ``v_reset = 0``
+    become ``LIF`` and ``CubaLIF`` layers with ``reset="zero"`` (the reset
+    that ``export(approximate=True)`` listed in ``metadata["lif_resets"]``),
+    their gain (``r``; ``r * w_in``) folded as for ``IF``.  A ``Linear`` (or
+    an ``Affine`` without bias) from such a node back to it is its
+    ``recurrent_kernel``, ``weight.T / dt`` (times the gain), as ``export``
+    writes it.
+
     Parameters
     ----------
     graph_or_path : nir.NIRGraph, str or pathlib.Path
@@ -1123,23 +1523,38 @@ def load(graph_or_path, dt=None):
     dt : float, optional
         Time step in seconds; by default ``metadata["dt"]`` (required where
         the graph has none).
+    discretization : str
+        How the graph's leaky nodes (``LI``, ``LIF``, ``CubaLIF``) step:
+        ``"exact"`` (default), the exact zero-order hold that ``export``
+        writes; ``"euler"``, a forward-Euler step, ``v += dt / tau * (-v +
+        r I)``, as snnTorch writes its graphs (``tau = dt / (1 - beta)``,
+        ``r = tau / dt``): ``LIF``/``CubaLIF`` layers with
+        ``discretization="euler"`` and the graph's ``tau``; a ``LI`` node's
+        ``tau`` is read as ``-dt / log(1 - dt / tau)``, whose exact decay is
+        ``1 - dt / tau`` (it must exceed ``dt``); ``CubaLI`` nodes are an
+        error.
 
     Returns
     -------
     keras.Model
         Input ``(batch, time, *features)`` (images channels last).
     """
+    _check_discretization(discretization)
     nir = _nir()
     graph = _read_graph(nir, graph_or_path)
     metadata = graph.metadata if isinstance(graph.metadata, dict) else {}
     rectified = str(_metadata_value(metadata, "rectified_if_nodes", ""))
-    chain = _chain_of(nir, graph)
+    loops = _loops(nir, graph)
+    chain = _chain_of(nir, graph, loops)
     state = _LoadState(
         nir=nir,
         dt=_graph_dt(metadata, dt),
         rectified=set(filter(None, rectified.split(","))),
         layout=_input_of(chain[0], graph.nodes[chain[0]]),
         taken=set(graph.nodes),
+        discretization=discretization,
+        loops=loops,
+        resets=_lif_resets(metadata),
     )
     inputs = keras.Input((None,) + state.layout.shape, name=chain[0])
     for name in chain[1:-1]:
