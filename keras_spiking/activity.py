@@ -1,9 +1,13 @@
 r"""Spike counts, firing rates and synaptic operations of a spiking model.
 
-``measure_activity(model, x)`` runs a model with ``SpikingActivation`` layers
-on ``x`` and reports, per spiking layer, its spikes and rates, and per layer
-fed by spikes, the synaptic operations (synops) the spikes cause.
-``ActivityMonitor`` logs per-layer rates during ``fit``/``evaluate``.
+``measure_activity(model, x)`` runs a model with spiking layers on ``x`` and
+reports, per spiking layer, its spikes and rates, and per layer fed by spikes,
+the synaptic operations (synops) the spikes cause.  ``ActivityMonitor`` logs
+per-layer rates during ``fit``/``evaluate``.
+
+The spiking layers are ``SpikingActivation`` and the leaky integrate-and-fire
+layers ``LIF``, ``CubaLIF`` and ``ALIF``: each outputs
+spikes of height ``1 / dt``, so a step's value ``n / dt`` is ``n`` spikes.
 
 Synaptic-operation convention
 -----------------------------
@@ -17,7 +21,11 @@ and the zero padding counts nothing (a ``ZeroPadding`` layer's zeros never
 spike either); ``filters / groups`` output channels per input channel
 (``depth_multiplier`` for depthwise convolutions; for ``SeparableConv2D``
 only its depthwise stage sees spikes); one for average pooling windows and
-global average pooling.
+global average pooling.  A LIF layer with ``recurrent=True`` delivers each of
+its spikes over its recurrent kernel to the next step: ``units`` connections
+per spike, counted as its own record ``"<name>/recurrent"`` (every spike of
+the measured steps counts, including those of the last step, which reach the
+state that a stateful layer carries on).
 
 How this compares with other tools:
 
@@ -46,13 +54,27 @@ import numpy as np
 
 from keras_spiking import _graph
 from keras_spiking._graph import axis_fan_out
+from keras_spiking.lif import ALIF, LIF, CubaLIF
 from keras_spiking.spiking_activation import SpikingActivation
 from keras_spiking.temporal import dt_value
+
+#: The layers whose outputs are spikes of height ``1 / dt`` (and subclasses).
+SPIKING_LAYERS = (SpikingActivation, LIF, CubaLIF, ALIF)
+
+
+def is_spiking_layer(layer):
+    """Whether ``layer`` outputs spikes of height ``1 / dt`` (``SPIKING_LAYERS``)."""
+    return isinstance(layer, SPIKING_LAYERS)
+
+
+def has_recurrent_spikes(layer):
+    """Whether ``layer`` is a spiking layer feeding its spikes back to itself."""
+    return is_spiking_layer(layer) and bool(getattr(layer, "recurrent", False))
 
 
 @dataclasses.dataclass
 class SpikingLayerActivity:
-    """Activity of one ``SpikingActivation`` layer over the measured data.
+    """Activity of one spiking layer over the measured data.
 
     Attributes
     ----------
@@ -105,9 +127,10 @@ class SynapticActivity:
     Attributes
     ----------
     name : str
-        The receiving layer's name.
+        The receiving layer's name (``"<name>/recurrent"`` for the recurrent
+        kernel of a LIF layer).
     source : str
-        The ``SpikingActivation`` layer whose spikes it receives.
+        The spiking layer whose spikes it receives.
     connections : int
         Connections from its input neurons (the sum of their fan-outs).
     synops_per_sample : float
@@ -126,10 +149,10 @@ class SynapticActivity:
 class Activity(dict):
     """``measure_activity``'s result: a dict from layer name to record.
 
-    The values are ``SpikingLayerActivity`` (for ``SpikingActivation``
-    layers) and ``SynapticActivity`` (for layers fed by spikes), in the
-    model's layer order.  ``table()`` formats them as a Markdown table;
-    ``str()`` gives the same.
+    The values are ``SpikingLayerActivity`` (for spiking layers) and
+    ``SynapticActivity`` (for layers fed by spikes, and for the recurrent
+    kernels of LIF layers), in the model's layer order.  ``table()``
+    formats them as a Markdown table; ``str()`` gives the same.
     """
 
     def spiking(self):
@@ -245,13 +268,13 @@ def fan_out(layer, input_shape):
 def _spike_source(tensor):
     """Find the spiking layer whose spikes ``tensor`` carries.
 
-    Returns (the SpikingActivation layer, the scale of its spikes), followed
-    through shape-only and scaling layers; None if there is none.
+    Returns (the spiking layer, the scale of its spikes), followed through
+    shape-only and scaling layers; None if there is none.
     """
     scale = 1.0
     while True:
         layer = _graph.producer_layer(tensor)
-        if isinstance(layer, SpikingActivation):
+        if is_spiking_layer(layer):
             return layer, scale
         inner = _inner(layer)
         if not isinstance(inner, _TRANSPARENT):
@@ -279,7 +302,7 @@ def _check_layout(graph, layer):
     for flag, needed, why in _LAYOUT:
         if getattr(layer, flag) != needed:
             raise ValueError(
-                f"measure_activity: SpikingActivation layer '{layer.name}' has "
+                f"measure_activity: {type(layer).__name__} layer '{layer.name}' has "
                 f"{flag}={getattr(layer, flag)!r}; {why}, so it needs "
                 f"{flag}={needed!r} (measure a copy of the model built with "
                 f"it)."
@@ -287,7 +310,7 @@ def _check_layout(graph, layer):
     calls = [call for call in graph.calls if call.layer is layer]
     if len(calls) != 1:
         raise ValueError(
-            f"measure_activity: SpikingActivation layer '{layer.name}' is "
+            f"measure_activity: {type(layer).__name__} layer '{layer.name}' is "
             f"called {len(calls)} times in model '{graph.model.name}'; its "
             f"spikes are counted per layer, so each spiking layer must be "
             f"called once."
@@ -310,23 +333,19 @@ class _Probe:
         self.model = model
         self.spiking, self.counted, outputs = [], [], []
         for layer in model.layers:
-            if isinstance(layer, SpikingActivation):
+            if is_spiking_layer(layer):
                 self.spiking.append(layer)
                 outputs.append(_check_layout(graph, layer).outputs[0])
         if not self.spiking:
             raise ValueError(
                 f"measure_activity: model '{model.name}' has no "
-                f"SpikingActivation layer (convert it with keras_spiking.convert "
-                f"first)."
+                f"SpikingActivation, LIF, CubaLIF or ALIF layer (convert it with "
+                f"keras_spiking.convert first)."
             )
         counted = set()
         for call in graph.calls:
             layer = call.layer
-            if (
-                id(layer) in counted
-                or len(call.inputs) != 1
-                or isinstance(layer, SpikingActivation)
-            ):
+            if id(layer) in counted or len(call.inputs) != 1 or is_spiking_layer(layer):
                 continue
             found = _spike_source(call.inputs[0])
             if found is None:
@@ -385,6 +404,11 @@ class _Probe:
                 max_rate_hz=float(rates.max()),
                 silent_fraction=float(np.mean(spikes[i] == 0)),
             )
+        for i, layer in enumerate(self.spiking):
+            if has_recurrent_spikes(layer):
+                result[f"{layer.name}/recurrent"] = _recurrent_activity(
+                    layer, float(spikes[i].sum()) / n, n_steps
+                )
         for j, (layer, source, _, fan) in enumerate(self.counted):
             per_sample_ops = synops[j] / n
             result[layer.name] = SynapticActivity(
@@ -397,14 +421,31 @@ class _Probe:
         return result
 
 
+def _recurrent_activity(layer, spikes_per_sample, n_steps):
+    """The synaptic activity of a LIF layer's recurrent kernel.
+
+    Each spike reaches ``units`` connections (one row of the kernel).
+    """
+    units = int(layer.units)
+    per_sample_ops = spikes_per_sample * units
+    return SynapticActivity(
+        name=f"{layer.name}/recurrent",
+        source=layer.name,
+        connections=units * units,
+        synops_per_sample=per_sample_ops,
+        synops_per_second=per_sample_ops / (n_steps * dt_value(layer.dt)),
+    )
+
+
 def measure_activity(model, x, batch_size=None):
     """Spikes, rates and synaptic operations of a spiking model on ``x``.
 
     Parameters
     ----------
     model : keras.Model
-        A functional or Sequential model with ``SpikingActivation`` layers
-        (e.g. from ``keras_spiking.convert``), ``return_sequences=True``,
+        A functional or Sequential model with spiking layers
+        (``SpikingActivation``, e.g. from ``keras_spiking.convert``, or
+        ``LIF``, ``CubaLIF``, ``ALIF``), ``return_sequences=True``,
         batch-major.
     x : array or list of arrays
         The model's input(s), ``(batch, time, ...)``.
@@ -425,15 +466,15 @@ def measure_activity(model, x, batch_size=None):
     Raises
     ------
     ValueError
-        If the model has no spiking layer, or a ``SpikingActivation`` has
+        If the model has no spiking layer, or a spiking layer has
         ``return_sequences=False``, ``return_state=True`` or
         ``time_major=True``, or is called more than once (the counts need
         each layer's ``(batch, time, ...)`` spikes).
 
     Notes
     -----
-    Spike counts are ``|output| * dt`` of each ``SpikingActivation``, rounded
-    (its output is ``n / dt``).  The model runs in inference mode
+    Spike counts are ``|output| * dt`` of each spiking layer, rounded (its
+    output is ``n / dt``).  The model runs in inference mode
     (``predict_on_batch``), so a stateful model starts from its current
     state.
     """
@@ -448,7 +489,8 @@ class ActivityMonitor(keras.callbacks.Callback):
 
     The model is run in inference mode on the fixed inputs ``x`` given here
     (a small fixed batch keeps the cost small and the numbers comparable
-    from epoch to epoch), and for every ``SpikingActivation`` layer
+    from epoch to epoch), and for every spiking layer (``SpikingActivation``,
+    ``LIF``, ``CubaLIF``, ``ALIF``)
     ``<name>_rate_mean`` (Hz, over samples, steps and neurons) and
     ``<name>_rate_max`` (the largest per-neuron rate, averaged over samples
     and steps) are added to the logs:

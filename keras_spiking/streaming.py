@@ -9,13 +9,14 @@ def stateful_copy(model, batch_size=1):
     """A copy of ``model`` for streaming: stateful temporal layers, fixed batch.
 
     Every ``keras_spiking`` layer with a time axis (``SpikingActivation``,
-    ``Lowpass``, ``Alpha``) is re-created with ``stateful=True``, the inputs
-    get the fixed batch size ``batch_size`` (which stateful layers need), and
-    all weights are copied from ``model``.  Each call of the copy continues
-    from the voltages and filter states the previous call ended in, so a
-    sequence fed in pieces of any length gives the output of feeding it at
-    once; ``reset_state()`` on the copy's layers (or ``reset_states(copy)``)
-    starts a new sequence.
+    ``Lowpass``, ``Alpha``, ``LIF``, ``CubaLIF``, ``ALIF``) is re-created
+    with ``stateful=True``, the inputs get the fixed batch size
+    ``batch_size`` (which stateful layers need), and all weights are copied
+    from ``model``.  Each call of the copy continues from the states the
+    previous call ended in (voltages, synaptic currents, adaptations, last
+    spikes, filter states), so a sequence fed in pieces of any length gives
+    the output of feeding it at once; ``reset_state()`` on the copy's layers
+    (or ``reset_states(copy)``) starts a new sequence.
 
     The states of stateful layers are non-trainable weights (so that JAX's
     compiled ``predict`` carries them from call to call; see

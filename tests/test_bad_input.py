@@ -234,20 +234,15 @@ def nir_load_garbage_file(tmp_path):
     return nir_load(str(path))
 
 
-def nir_lif_graph():
+def nir_threshold_graph():
     nir = nir_module()
     return nir.NIRGraph(
         nodes={
             "input": nir.Input(np.array([3])),
-            "lif": nir.LIF(
-                tau=np.ones(3),
-                r=np.ones(3),
-                v_leak=np.zeros(3),
-                v_threshold=np.ones(3),
-            ),
+            "threshold": nir.Threshold(threshold=np.ones(3)),
             "output": nir.Output(np.array([3])),
         },
-        edges=[("input", "lif"), ("lif", "output")],
+        edges=[("input", "threshold"), ("threshold", "output")],
         metadata={"dt": 0.001},
     )
 
@@ -968,13 +963,14 @@ CASES = [
         "measure-no-spiking-layer",
         lambda: keras_spiking.measure_activity(model_without_spikes(), ones(2, 5, 4)),
         ValueError,
-        r"measure_activity: model '.*' has no SpikingActivation layer",
+        r"measure_activity: model '.*' has no SpikingActivation, LIF, CubaLIF "
+        r"or ALIF layer",
     ),
     case(
         "monitor-no-spiking-layer",
         fit_with_activity_monitor,
         ValueError,
-        r"has no SpikingActivation layer",
+        r"has no SpikingActivation, LIF, CubaLIF or ALIF layer",
     ),
     # ---- NIR
     case(
@@ -991,9 +987,9 @@ CASES = [
     ),
     case(
         "nir-load-unsupported-node",
-        lambda: nir_load(nir_lif_graph()),
+        lambda: nir_load(nir_threshold_graph()),
         ValueError,
-        r"keras_spiking.nir.load cannot build node 'lif' \(LIF\)",
+        r"keras_spiking.nir.load cannot build node 'threshold' \(Threshold\)",
     ),
     case(
         "nir-load-without-dt",

@@ -8,6 +8,10 @@ rate regulariser ``-> Dense``, ``dt`` a variable changed every step) trains a
 few SGD steps on fixed batches, distributed and single-device, and the
 script fails unless the weights agree to float32 tolerance.
 
+The ``lif`` variants replace the spiking and filter layers with a recurrent
+``keras_spiking.LIF`` (surrogate gradients through time, trained time
+constants and threshold).
+
 These tests are marked ``distributed``: ``python -m tests`` runs them once,
 in a step of their own, and excludes them from the per-backend runs.
 
@@ -103,4 +107,31 @@ def test_tensorflow_mirrored_dt_in_scope():
 
 def test_torch_distributed_data_parallel():
     result = run_script("torch_ddp")
+    assert result["processes"] == 2
+
+
+# ------------------------------------------------------------------ LIF ---
+
+
+@pytest.mark.parametrize("stateful", [False, True], ids=["stateless", "stateful"])
+def test_jax_data_parallel_lif(stateful):
+    result = run_script(
+        "jax_distribution", "data", "4", *(["stateful"] if stateful else []), "lif"
+    )
+    assert result["kernel_devices"] == 4 and result["stateful"] == stateful
+
+
+def test_jax_model_parallel_lif():
+    result = run_script("jax_distribution", "model", "4", "lif")
+    assert result["kernel_spec"] == "P(None, 'model')"
+
+
+@pytest.mark.parametrize("stateful", [False, True], ids=["stateless", "stateful"])
+def test_tensorflow_mirrored_lif(stateful):
+    result = run_script("tf_mirrored", *(["stateful"] if stateful else []), "lif")
+    assert result["replicas"] == 2
+
+
+def test_torch_distributed_data_parallel_lif():
+    result = run_script("torch_ddp", "lif")
     assert result["processes"] == 2

@@ -12,6 +12,10 @@ timestep:
 - Neurons: one per output value for ``SpikingActivation``,
   ``Activation``/``ReLU``/``LeakyReLU`` and ``Dense``/``ConvND`` with a
   non-linear activation; ``Lowpass`` one state per unit, ``Alpha`` two.
+- ``LIF``, ``CubaLIF``, ``ALIF``: one spiking neuron per unit (a neuron
+  update covers its synaptic current or adaptation too); with
+  ``recurrent=True`` also ``units x units`` connections, which carry the
+  layer's own spikes (see ``timeaxis``).
 - Free: ``InputLayer``, ``Flatten``, ``Reshape``, ``Dropout``,
   ``RepeatVector``, ``TemporalAvgPool``.
 
@@ -25,7 +29,8 @@ import keras
 
 from keras_spiking import _graph
 from keras_spiking.filters import Alpha, Lowpass
-from keras_spiking.model_energy.converted import activation_stats
+from keras_spiking.lif import ALIF, LIF, CubaLIF
+from keras_spiking.model_energy.converted import activation_stats, lif_stats
 from keras_spiking.model_energy.counters import (
     AS_BUILT,
     NEEDS_TIME,
@@ -173,6 +178,14 @@ def relu_stats(node):
 def spiking_activation_stats(node):
     """One spiking neuron per unit."""
     return {"neurons": _size(node.layer.feature_shape), "spiking": True}
+
+
+@register_layer(LIF, assume=AS_BUILT, kind=TEMPORAL)
+@register_layer(CubaLIF, assume=AS_BUILT, kind=TEMPORAL)
+@register_layer(ALIF, assume=AS_BUILT, kind=TEMPORAL)
+def lif_layer_stats(node):
+    """One spiking neuron per unit; the recurrent kernel's connections."""
+    return lif_stats(node.layer)
 
 
 @register_layer(Lowpass, assume=AS_BUILT, kind=TEMPORAL)

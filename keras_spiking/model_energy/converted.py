@@ -15,6 +15,10 @@ too (taken as time).  Any other undefined axis is an error.
   ``spiking=False``.
 - ``SpikingActivation``: :math:`N = \prod \text{input\_shape[2:]}` (per
   timestep), ``spiking=True``.
+- ``LIF``, ``CubaLIF``, ``ALIF``: :math:`N` = units (one neuron update per
+  unit and timestep), ``spiking=True``; with ``recurrent=True``
+  :math:`C = \text{units}^2`, the recurrent kernel (priced, as every layer
+  here, at the rate of the layer's input).
 - ``TimeDistributed``: the wrapped layer's counter, on the shapes without
   axis 1.
 - Free (nothing counted, no warning): ``InputLayer``, ``Flatten``,
@@ -32,6 +36,7 @@ import warnings
 import keras
 
 from keras_spiking.filters import Alpha, Lowpass
+from keras_spiking.lif import ALIF, LIF, CubaLIF
 from keras_spiking.model_energy.counters import (
     CONVERTED,
     LayerNode,
@@ -161,6 +166,21 @@ def spiking_activation_stats(node):
     """One spiking neuron per unit of a timestep (input axes 2 onwards)."""
     shape = tuple(_first(node.input_shapes))[2:]
     return {"neurons": defined_size(node, shape, "input"), "spiking": True}
+
+
+def lif_stats(layer):
+    """A LIF layer's neurons (one per unit) and recurrent connections."""
+    units = int(layer.units)
+    connections = units * units if layer.recurrent else 0
+    return {"connections": connections, "neurons": units, "spiking": True}
+
+
+@register_layer(LIF, assume=CONVERTED)
+@register_layer(CubaLIF, assume=CONVERTED)
+@register_layer(ALIF, assume=CONVERTED)
+def lif_layer_stats(node):
+    """One spiking neuron per unit; the recurrent kernel's connections."""
+    return lif_stats(node.layer)
 
 
 def _without_axis_1(shape):

@@ -64,8 +64,9 @@ class ModelEnergy:
         ``|input|`` of each layer over ``example_data`` (see
         ``keras_spiking.model_energy.converted`` for the counts).
         ``"as_built"``: the model as it is, simulated for :math:`T` timesteps
-        on every device; only ``SpikingActivation`` outputs are spikes, other
-        inputs cost every synapse every timestep (see
+        on every device; only the outputs of spiking layers
+        (``SpikingActivation``, ``LIF``, ``CubaLIF``, ``ALIF``) are spikes,
+        other inputs cost every synapse every timestep (see
         ``keras_spiking.model_energy.modes.AsBuilt``).
 
     Attributes
@@ -83,8 +84,8 @@ class ModelEnergy:
     node_stats : dict
         (converted only) Keras node -> the stats of that call.
     layer_details, rates : dict
-        (as_built only) Layer name -> rich statistics, and
-        ``SpikingActivation`` name -> firing rate; see ``modes.AsBuilt``.
+        (as_built only) Layer name -> rich statistics, and spiking layer
+        name -> firing rate; see ``modes.AsBuilt``.
 
     Examples
     --------

@@ -103,7 +103,8 @@ def _mean_source(sources, values):
 class AsBuilt:
     r"""The model as built, on each device.
 
-    Only ``SpikingActivation`` outputs are spikes (see ``timeaxis``).  Per
+    Only spiking layers' outputs are spikes (``SpikingActivation``, ``LIF``,
+    ``CubaLIF``, ``ALIF``; see ``timeaxis``).  Per
     timestep, a call costs :math:`S E_s + N E_n` with :math:`S = C r\,dt` on
     a spiking device for a call receiving spikes (:math:`r` their measured
     mean rate, :math:`dt` the device's, by default the emitting layer's) and
@@ -118,7 +119,7 @@ class AsBuilt:
         "input_dt", "synops_per_second", "per_call"}`` (counts per timestep,
         summed over calls; ``per_call`` lists each call's figures).
     rates : dict
-        ``SpikingActivation`` name -> mean firing rate (Hz) of its output.
+        Spiking layer name -> mean firing rate (Hz) of its output.
     """
 
     def __init__(self, model, calls, example_data):

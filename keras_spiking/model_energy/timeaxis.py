@@ -3,7 +3,8 @@ r"""The time-axis and spike analysis of ``assume="as_built"``.
 **Time axis.**  Statistics are per timestep, the whole model running once per
 timestep.  A tensor has a time axis (axis 1, or axis 0 with
 ``time_major=True``) where it is the input or output of a spiking/filter
-layer (``SpikingActivation``, ``Lowpass``, ``Alpha``), the input of
+layer (``SpikingActivation``, ``LIF``, ``CubaLIF``, ``ALIF``, ``Lowpass``,
+``Alpha``), the input of
 ``TemporalAvgPool``, the input or output of ``TimeDistributed``, or the
 output of ``RepeatVector``; layers acting on each position alone (``Dense``,
 activations, ``Dropout``, registered layers) carry it through.  Layers that
@@ -11,16 +12,20 @@ mix positions (convolutions, pooling, ``Flatten``, ``Reshape``) must not see
 one (wrap them in ``TimeDistributed``).  Shapes must be defined apart from
 the batch axis and, where taken as such, the time axis.
 
-**Spikes.**  A tensor is spikes where it comes from a ``SpikingActivation``,
-directly or through layers passing spikes on (``Flatten``, ``Reshape``,
-``Dropout``, their ``TimeDistributed`` forms, ``TemporalAvgPool``).  A call
-receives spikes when all its inputs are spikes.
+**Spikes.**  A tensor is spikes where it comes from a spiking layer
+(``SpikingActivation``, ``LIF``, ``CubaLIF``, ``ALIF``: outputs of height
+``1 / dt``), directly or through layers passing spikes on (``Flatten``,
+``Reshape``, ``Dropout``, their ``TimeDistributed`` forms,
+``TemporalAvgPool``).  A call receives spikes when all its inputs are
+spikes.  A LIF layer with ``recurrent=True`` receives its own spikes: the
+connections of its recurrent kernel are priced at its own rate.
 """
 
 import math
 
 import keras
 
+from keras_spiking.activity import has_recurrent_spikes, is_spiking_layer
 from keras_spiking.model_energy.counters import (
     NEEDS_TIME,
     PER_STEP,
@@ -31,7 +36,6 @@ from keras_spiking.model_energy.counters import (
     require_counter,
     run_counter,
 )
-from keras_spiking.spiking_activation import SpikingActivation
 from keras_spiking.temporal import TemporalLayer
 
 
@@ -143,9 +147,9 @@ class Analysis:
         ``spiking``), its ``output_shape`` and ``spiking_input``.
     sources : dict
         ``Call.key`` of a call receiving spikes -> ``[(source key,
-        SpikingActivation, neurons per step)]``.
+        spiking layer, neurons per step)]``.
     spike_outputs : list
-        ``(Call.key, output tensor)`` of every ``SpikingActivation`` call.
+        ``(Call.key, output tensor)`` of every spiking layer's call.
     """
 
     def __init__(self, model, calls):
@@ -172,10 +176,13 @@ class Analysis:
     def _record(self, call, counter, temporal, spikes):
         sources = _spike_sources(call, counter, spikes)
         layer = call.layer
-        if isinstance(layer, SpikingActivation):
+        if is_spiking_layer(layer):
             size = int(math.prod(layer.feature_shape))
             spikes[id(call.outputs[0])] = [(call.key, layer, size)]
             self.spike_outputs.append((call.key, call.outputs[0]))
+            if has_recurrent_spikes(layer):
+                # its only connections are the recurrent kernel's: own spikes
+                sources = [(call.key, layer, size)]
         elif sources is not None and passes_spikes(layer, counter):
             spikes[id(call.outputs[0])] = sources
         if sources is not None:

@@ -1,12 +1,13 @@
 """``keras.distribution`` on JAX over virtual CPU devices.
 
 Usage: ``python -m tests.distributed.jax_distribution MODE [DEVICES]
-[stateful]`` with MODE ``data`` (``DataParallel`` over DEVICES devices) or
+[stateful] [lif]`` with MODE ``data`` (``DataParallel`` over DEVICES devices) or
 ``model`` (``ModelParallel`` on a 2 x 2 mesh, the Dense kernels sharded over
 the "model" axis).  Trains the small model single-device first (no
 distribution set), then distributed, on the same batches, and compares the
 weights (and, with ``stateful``, the states: stateful layers built for the
-global batch).  The program sees the global batch, so the seeded voltages
+global batch; with ``lif``, the model of ``common`` with a LIF layer).  The
+program sees the global batch, so the seeded voltages
 are those of single-device training.
 """
 
@@ -85,5 +86,6 @@ def main(mode, count, stateful):
 
 
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if a != "stateful"]
-    main(args[0], int(args[1]) if len(args) > 1 else 4, "stateful" in sys.argv[1:])
+    argv = common.use_neuron(sys.argv[1:])
+    args = [a for a in argv if a != "stateful"]
+    main(args[0], int(args[1]) if len(args) > 1 else 4, "stateful" in argv)

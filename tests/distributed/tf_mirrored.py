@@ -1,7 +1,8 @@
 """``tf.distribute.MirroredStrategy`` over two logical CPU devices.
 
 Usage: ``python -m tests.distributed.tf_mirrored [stateful] [global-batch]
-[dt-in-scope]``.  Trains the small model under the strategy (each global
+[dt-in-scope] [lif]`` (``lif``: the model of ``common`` with a LIF layer).
+Trains the small model under the strategy (each global
 batch split into two contiguous slices, one per replica) and single-device
 on the same batches, and compares the weights (and, for ``stateful``, each
 replica's final states with the rows of its slice in the single-device
@@ -113,5 +114,5 @@ def main(stateful, global_batch, dt_in_scope):
 
 
 if __name__ == "__main__":
-    flags = sys.argv[1:]
+    flags = common.use_neuron(sys.argv[1:])
     main("stateful" in flags, "global-batch" in flags, "dt-in-scope" in flags)

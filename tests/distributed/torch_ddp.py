@@ -1,6 +1,6 @@
 """PyTorch ``DistributedDataParallel`` (gloo) with two CPU processes.
 
-Usage: ``python -m tests.distributed.torch_ddp``.  As in the Keras guide
+Usage: ``python -m tests.distributed.torch_ddp [lif]``.  As in the Keras guide
 "Multi-GPU distributed training with PyTorch": each process builds the Keras
 model (a ``torch.nn.Module`` on this backend), wraps it in
 ``DistributedDataParallel``, reads its share of each batch through a
@@ -125,4 +125,8 @@ def main():
 
 
 if __name__ == "__main__":
+    # ``lif``: the model of ``common`` with a LIF layer (an environment
+    # variable, so that the spawned processes build it too)
+    if "lif" in sys.argv[1:]:
+        os.environ["KERAS_SPIKING_TEST_NEURON"] = "lif"
     sys.exit(main())
