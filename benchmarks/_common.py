@@ -119,10 +119,11 @@ def limit_threads(threads, pin=False):
         os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:threads]))
     for name in THREAD_VARIABLES:
         os.environ[name] = str(threads)
-    flags = f"intra_op_parallelism_threads={threads}"
+    # XLA's CPU thread pool has no flag for its size: one thread is Eigen's
+    # single-threaded mode (a bare word in XLA_FLAGS would be read as a
+    # file name, and XLA aborts)
     if threads == 1:
-        flags = "--xla_cpu_multi_thread_eigen=false " + flags
-    os.environ["XLA_FLAGS"] = flags
+        os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
