@@ -267,7 +267,7 @@ def test_relative_links_resolve(page):
 INTERNAL = {
     "keras_spiking.backend": "backend shims behind backend-neutral functions",
     "keras_spiking.kernels": "the time-stepping maths the layers call",
-    "keras_spiking.lif_kernels": "the LIF neurons' time-stepping maths",
+    "keras_spiking.kernels.lif": "the LIF neurons' time-stepping maths",
     "keras_spiking.seeded_uniform": "the seeded initial voltages",
     "keras_spiking.model_energy.as_built": "built-in counters (ModelEnergy)",
     "keras_spiking.model_energy.converted": "built-in counters (ModelEnergy)",
