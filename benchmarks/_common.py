@@ -230,3 +230,39 @@ def predecessor_rows(args, task, frameworks, extra):
         command += [task, "--framework", framework] + child_options(args)
         rows += run_rows(command + extra, env, f"predecessor {framework} {task}")
     return rows
+
+
+#: Default virtual environment of the LIF libraries (``make_lif_env.sh``).
+DEFAULT_LIBRARIES = os.path.join(os.path.dirname(HERE), ".bench-lif")
+
+
+def library_python(args, probe, names):
+    """The library environment's python (``args.libraries``), or None.
+
+    Returns ``(python, status)``; None where ``--no-libraries`` was given or
+    the environment does not import ``probe`` (``names`` in the message).
+    """
+    if args.no_libraries or args.libraries == "none":
+        return None, "not measured (--no-libraries)"
+    directory = args.libraries or DEFAULT_LIBRARIES
+    python = os.path.join(directory, "bin", "python")
+    command = [python, "-I", "-c", probe]
+    if not (
+        os.path.exists(python)
+        and subprocess.run(command, capture_output=True).returncode == 0
+    ):
+        return None, (
+            f"NOT MEASURED: no library environment ({names}) at {directory}; "
+            f"create it with `benchmarks/make_lif_env.sh {directory}` (about a "
+            f"minute from a package cache, 1.7 GB on disk) and run this again"
+        )
+    return python, f"measured with {python}"
+
+
+def library_env(args):
+    """The environment of a child in the library environment: ``child_env``
+    without this repository on the path or a Keras backend."""
+    env = child_env(args)
+    env.pop("PYTHONPATH", None)
+    env.pop("KERAS_BACKEND", None)
+    return env

@@ -83,7 +83,7 @@ BATCH, DT = _lif_libraries.BATCH, 0.001
 #: The membrane time constant giving the libraries' decay of 0.9 per step.
 TAU = -DT / math.log(_lif_libraries.BETA)
 THRESHOLD = _lif_libraries.THRESHOLD
-DEFAULT_LIBRARIES = os.path.join(os.path.dirname(HERE), ".bench-lif")
+DEFAULT_LIBRARIES = _common.DEFAULT_LIBRARIES
 #: Column labels.
 LABELS = {
     ("tensorflow", "tf.function"): "TF",
@@ -253,36 +253,17 @@ def _our_row(args, backend, mode, config, steps):
 
 def _library_python(args):
     """The library environment's python, or None with the reason."""
-    if args.no_libraries or args.libraries == "none":
-        return None, "not measured (--no-libraries)"
-    directory = args.libraries or DEFAULT_LIBRARIES
-    python = os.path.join(directory, "bin", "python")
-    probe = "import snntorch, spikingjelly, norse, spyx"
-    if not (
-        os.path.exists(python)
-        and subprocess.run([python, "-I", "-c", probe], capture_output=True).returncode
-        == 0
-    ):
-        return None, (
-            f"NOT MEASURED: no library environment (snnTorch, SpikingJelly, "
-            f"Norse, Spyx) at {directory}; create it with "
-            f"`benchmarks/make_lif_env.sh {directory}` (about a minute from a "
-            f"package cache, 1.7 GB on disk) and run this again"
-        )
-    return python, f"measured with {python}"
-
-
-def _library_env(args):
-    env = _common.child_env(args)
-    env.pop("PYTHONPATH", None)
-    env.pop("KERAS_BACKEND", None)
-    return env
+    return _common.library_python(
+        args,
+        "import snntorch, spikingjelly, norse, spyx",
+        "snnTorch, SpikingJelly, Norse, Spyx",
+    )
 
 
 def _library_row(args, python, library, config, steps):
     command = [python, os.path.join(HERE, "_lif_libraries.py"), "time"]
     command += ["--library", library] + _common_options(args, config, steps)
-    (row,) = _run(command, _library_env(args), args.timeout)[:1]
+    (row,) = _run(command, _common.library_env(args), args.timeout)[:1]
     return row
 
 
@@ -300,7 +281,7 @@ def _versions(args, python):
     theirs = None
     if python:
         command = [python, os.path.join(HERE, "_lif_libraries.py"), "versions"]
-        rows = _run(command, _library_env(args), 120)
+        rows = _run(command, _common.library_env(args), 120)
         theirs = rows[0].get("versions") if rows else None
     return ours, theirs
 
@@ -454,7 +435,7 @@ def _scan_check(args, python):
         for steps in args.steps:
             command = [interpreter, os.path.join(HERE, "_lif_libraries.py"), "scan"]
             command += _common_options(args, "alone", steps)
-            env = _library_env(args)
+            env = _common.library_env(args)
             (row,) = _run(command, env, args.timeout)[:1]
             if "error" in row:
                 print(f"  {label}, T = {steps}: failed: {row['error']}")

@@ -63,7 +63,7 @@ import _common  # noqa: E402
 import _sequential_libraries  # noqa: E402
 
 EXAMPLE = os.path.join(os.path.dirname(HERE), "examples", "sequential_fashion_mnist.py")
-DEFAULT_LIBRARIES = os.path.join(os.path.dirname(HERE), ".bench-lif")
+DEFAULT_LIBRARIES = _common.DEFAULT_LIBRARIES
 LIBRARIES = _sequential_libraries.LIBRARIES
 BATCH = _sequential_libraries.BATCH
 #: Row labels.
@@ -150,36 +150,16 @@ def _our_row(args, backend, hidden):
 
 def _library_python(args):
     """The library environment's python, or None with the reason."""
-    if args.no_libraries or args.libraries == "none":
-        return None, "not measured (--no-libraries)"
-    directory = args.libraries or DEFAULT_LIBRARIES
-    python = os.path.join(directory, "bin", "python")
-    probe = "import snntorch, spyx.nn, optax"
-    if not (
-        os.path.exists(python)
-        and subprocess.run([python, "-I", "-c", probe], capture_output=True).returncode
-        == 0
-    ):
-        return None, (
-            f"NOT MEASURED: no library environment (snnTorch, Spyx) at "
-            f"{directory}; create it with `benchmarks/make_lif_env.sh "
-            f"{directory}` and run this again"
-        )
-    return python, f"measured with {python}"
-
-
-def _library_env(args):
-    env = _common.child_env(args)
-    env.pop("PYTHONPATH", None)
-    env.pop("KERAS_BACKEND", None)
-    return env
+    return _common.library_python(
+        args, "import snntorch, spyx.nn, optax", "snnTorch, Spyx"
+    )
 
 
 def _library_row(args, python, library, hidden):
     command = [python, os.path.join(HERE, "_sequential_libraries.py"), "time"]
     command += ["--library", library, "--epochs", str(1 + args.epochs)]
     command += _data_options(args, hidden)
-    return _run(command, _library_env(args), args.timeout)
+    return _run(command, _common.library_env(args), args.timeout)
 
 
 def _versions(python, args):
@@ -194,7 +174,7 @@ def _versions(python, args):
     theirs = None
     if python:
         command = [python, os.path.join(HERE, "_sequential_libraries.py"), "versions"]
-        theirs = _run(command, _library_env(args), 120).get("versions")
+        theirs = _run(command, _common.library_env(args), 120).get("versions")
     return ours, theirs
 
 
