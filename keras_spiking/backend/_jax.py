@@ -53,7 +53,7 @@ def custom_vjp(forward, backward):
 
 # No eager fused kernels (always None): XLA fuses the kernels under ``jax.jit``.
 fused_spikes = fused_lowpass = fused_fire = _common.no_fused_kernel
-fused_lif = _common.no_fused_kernel
+from keras_spiking.backend._jax_lif import fused_lif  # noqa: E402, F401
 
 
 def chunk_cumsum(x, initial=None, reverse=False, overwrite=False):

@@ -336,6 +336,39 @@ def membrane_forward(u, a, theta, v0, reset):
     return _backend.scan(step, v0, ops.transpose(u, (1, 0, 2)))
 
 
+def step_factors(vp, theta, surrogate, reset, detach_reset):
+    """``(s, z, v, d, c)`` of the voltages ``vp`` before their reset.
+
+    The surrogate derivative ``s``, the spikes ``z``, the voltage after the
+    reset ``v``, ``d = dv / dv'`` holding ``z`` and ``c = dv / dz`` (0 with
+    ``detach_reset``), elementwise.
+    """
+    s = ops.cast(surrogate.derivative(vp - theta), vp.dtype)
+    z = ops.cast(ops.greater_equal(vp, theta), vp.dtype)
+    v, d, c = _reset_terms(vp, z, theta, reset, detach_reset)
+    return s, z, v, d, c
+
+
+def parameter_gradients(vp, lam, g_counts, g_last, a, theta, v0, axis, **config):
+    """The gradients of ``a`` and ``theta``, for all steps at once.
+
+    ``vp`` (the voltages before the reset), ``lam`` (the gradients of the
+    drive) and ``g_counts`` have time on ``axis`` (0 or 1, the batch on the
+    other); ``g_last`` is the gradient of the final voltage; ``config`` is
+    ``surrogate``, ``reset`` and ``detach_reset``.
+    """
+    s, z, v, _, c = step_factors(vp, theta, **config)
+    lam_next = lam[1:] if axis == 0 else lam[:, 1:]
+    v_before = v[:-1] if axis == 0 else v[:, :-1]
+    g_v = ops.concatenate([a * lam_next, ops.expand_dims(g_last, axis)], axis)
+    g_theta = -s * (g_counts + c * g_v)
+    if config["reset"] == "subtract":
+        g_theta = g_theta - z * g_v
+    previous = ops.concatenate([ops.expand_dims(v0, axis), v_before], axis=axis)
+    g_a = ops.sum(lam * previous, axis=(0, 1))
+    return g_a, ops.sum(g_theta, axis=(0, 1))
+
+
 def membrane_gradients(residuals, upstream, surrogate, reset, detach_reset):
     """The gradients of ``membrane`` for the gradients ``upstream`` of its outputs.
 
@@ -351,29 +384,18 @@ def membrane_gradients(residuals, upstream, surrogate, reset, detach_reset):
     vp, a, theta, v0 = residuals
     g_counts, g_last = upstream
     g_counts = ops.transpose(g_counts, (1, 0, 2))
-
-    def factors(vp_t):
-        s = ops.cast(surrogate.derivative(vp_t - theta), vp_t.dtype)
-        z = ops.cast(ops.greater_equal(vp_t, theta), vp_t.dtype)
-        v, d, c = _reset_terms(vp_t, z, theta, reset, detach_reset)
-        return s, z, v, d, c
+    config = {"surrogate": surrogate, "reset": reset, "detach_reset": detach_reset}
 
     def step(g, inputs):  # v'_t and gz_t stacked: one tensor (TF's scan)
-        s, _, _, d, c = factors(inputs[0])
+        s, _, _, d, c = step_factors(inputs[0], theta, **config)
         lam = (d + s * c) * g + s * inputs[1]
         return a * lam, lam
 
     inputs = ops.stack([vp, g_counts], axis=1)
     g_first, lam = _backend.scan(step, g_last, inputs, reverse=True)
-    # the parameters' gradients, for all steps at once
-    s, z, v, _, c = factors(vp)
-    g_v = ops.concatenate([a * lam[1:], ops.expand_dims(g_last, 0)], 0)
-    g_theta = -s * (g_counts + c * g_v)
-    if reset == "subtract":
-        g_theta = g_theta - z * g_v
-    previous = ops.concatenate([ops.expand_dims(v0, 0), v[:-1]], axis=0)
-    g_a = ops.sum(lam * previous, axis=(0, 1))
-    g_theta = ops.sum(g_theta, axis=(0, 1))
+    g_a, g_theta = parameter_gradients(
+        vp, lam, g_counts, g_last, a, theta, v0, 0, **config
+    )
     return ops.transpose(lam, (1, 0, 2)), g_a, g_theta, g_first
 
 
