@@ -266,3 +266,23 @@ def library_env(args):
     env.pop("PYTHONPATH", None)
     env.pop("KERAS_BACKEND", None)
     return env
+
+
+def child_rows(command, env, timeout):
+    """The JSON rows a child process prints, or one row with its error.
+
+    Rows are the lines of its standard output that start with ``{``; with
+    none, the row says why (the timeout, or the exit status and the last line
+    of its standard error).
+    """
+    try:
+        out = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        return [{"error": f"no result within {timeout} s (--timeout)"}]
+    rows = [json.loads(line) for line in out.stdout.splitlines() if line[:1] == "{"]
+    if rows:
+        return rows
+    tail = out.stderr.strip().splitlines()[-1:] or [""]
+    return [{"error": f"exit status {out.returncode}: {tail[0][:200]}"}]

@@ -60,7 +60,6 @@ import argparse
 import json
 import math
 import os
-import subprocess
 import sys
 import time
 
@@ -215,17 +214,31 @@ def _child(args):
 
 def _run(command, env, timeout):
     """JSON rows printed by a child, or one row with the error."""
-    try:
-        out = subprocess.run(
-            command, env=env, capture_output=True, text=True, timeout=timeout
-        )
-    except subprocess.TimeoutExpired:
-        return [{"error": f"no result within {timeout} s (--timeout)"}]
-    rows = [json.loads(line) for line in out.stdout.splitlines() if line[:1] == "{"]
-    if out.returncode or not rows:
-        tail = out.stderr.strip().splitlines()[-1:] or [""]
-        return rows or [{"error": f"exit status {out.returncode}: {tail[0][:200]}"}]
-    return rows
+    return _common.child_rows(command, env, timeout)
+
+
+def _memory_cell(row):
+    added = row["maxrss"] - row["rss_before"]
+    return f"{row['maxrss'] / 1e6:.0f} (+{added / 1e6:.0f})"
+
+
+def _first_call_cell(row):
+    return (
+        f"{row['first_forward']:.2f} / {row['first_backward']:.2f}; "
+        f"{row['spike_rate']:.3f}"
+    )
+
+
+def _print_cells(header, rule, groups, columns, results, cell):
+    """A table: a row per (configuration, T), ``cell(row)`` per column ("–"
+    where a run has no result)."""
+    print(header + "\n" + rule)
+    for config, steps in groups:
+        cells = []
+        for c in columns:
+            row = results.get((config, steps, c))
+            cells.append("–" if not row or "error" in row else cell(row))
+        print(f"| {config} | {steps} | " + " | ".join(cells) + " |")
 
 
 def _common_options(args, config, steps):
@@ -389,35 +402,13 @@ def _print_tables(args, results, columns):
         "\npeak resident memory of the process, MB (in brackets: above the "
         "level after imports and set-up, before the first call)\n"
     )
-    print(header + "\n" + rule)
-    for config, steps in groups:
-        cells = []
-        for c in columns:
-            row = results.get((config, steps, c))
-            if not row or "error" in row:
-                cells.append("–")
-                continue
-            added = row["maxrss"] - row["rss_before"]
-            cells.append(f"{row['maxrss'] / 1e6:.0f} (+{added / 1e6:.0f})")
-        print(f"| {config} | {steps} | " + " | ".join(cells) + " |")
+    _print_cells(header, rule, groups, columns, results, _memory_cell)
 
     print(
         "\nfirst call, seconds, forward / forward+backward (tracing and "
         "compilation); spike rate (fraction of outputs that are spikes)\n"
     )
-    print(header + "\n" + rule)
-    for config, steps in groups:
-        cells = []
-        for c in columns:
-            row = results.get((config, steps, c))
-            if not row or "error" in row:
-                cells.append("–")
-                continue
-            cells.append(
-                f"{row['first_forward']:.2f} / {row['first_backward']:.2f}; "
-                f"{row['spike_rate']:.3f}"
-            )
-        print(f"| {config} | {steps} | " + " | ".join(cells) + " |")
+    _print_cells(header, rule, groups, columns, results, _first_call_cell)
 
     for (config, steps, c), row in results.items():
         if "error" in row:

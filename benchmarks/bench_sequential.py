@@ -52,7 +52,6 @@ import argparse
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -121,17 +120,7 @@ def _child(args):
 
 def _run(command, env, timeout):
     """The JSON row printed by a child, or a row with the error."""
-    try:
-        out = subprocess.run(
-            command, env=env, capture_output=True, text=True, timeout=timeout
-        )
-    except subprocess.TimeoutExpired:
-        return {"error": f"no result within {timeout} s (--timeout)"}
-    rows = [json.loads(line) for line in out.stdout.splitlines() if line[:1] == "{"]
-    if rows:
-        return rows[0]
-    tail = out.stderr.strip().splitlines()[-1:] or [""]
-    return {"error": f"exit status {out.returncode}: {tail[0][:200]}"}
+    return _common.child_rows(command, env, timeout)[0]
 
 
 def _data_options(args, hidden):

@@ -494,8 +494,9 @@ def _run(
             beta=beta,
             **options,
         )
-    check = dict(options, surrogate=None)
-    _check_loop_arguments(options["reset"], states, synapse, False, False, None, check)
+    _check_loop_arguments(
+        options["reset"], states, synapse, False, False, None, options
+    )
     a, g = decay_and_gain(log_a, options["discretization"], options["scale_input"])
     drive = x
     i_last = None
