@@ -166,8 +166,7 @@ class _Filter(TemporalLayer):
 
     def _log_a(self):
         """``-dt / tau`` per unit, float32."""
-        tau = ops.maximum(ops.cast(self.tau, "float32"), keras.config.epsilon())
-        return -self._dt_tensor() / ops.reshape(tau, (self.units,))
+        return -self._dt_tensor() / self._per_unit(self.tau, keras.config.epsilon())
 
     def _filter(self, x, log_a, states):
         """Filter ``x`` with decay ``exp(log_a)`` per unit from ``states``.

@@ -36,7 +36,7 @@ from keras import ops
 
 from keras_spiking import surrogates as _surrogates
 from keras_spiking.kernels import lif as lif_kernels
-from keras_spiking.temporal import TemporalLayer, check_bool
+from keras_spiking.temporal import TemporalLayer, as_float32, check_bool
 
 #: Smallest time constant (seconds) the layers use (see ``MinValue``).
 MIN_TAU = 1e-6
@@ -268,17 +268,15 @@ class _LIFBase(TemporalLayer):
 
     def _log_decay(self, weight):
         """``-dt / tau`` per unit, float32, ``tau`` clamped to ``MIN_TAU``."""
-        tau = ops.maximum(ops.cast(weight, "float32"), MIN_TAU)
-        return -self._dt_tensor() / ops.reshape(tau, (self.units,))
+        return -self._dt_tensor() / self._per_unit(weight, MIN_TAU)
 
     def _threshold_tensor(self):
-        threshold = ops.maximum(ops.cast(self.threshold, "float32"), MIN_THRESHOLD)
-        return ops.reshape(threshold, (self.units,))
+        return self._per_unit(self.threshold, MIN_THRESHOLD)
 
     def _recurrent_tensor(self):
         if self.recurrent_kernel is None:
             return None
-        return ops.cast(self.recurrent_kernel, "float32")
+        return as_float32(self.recurrent_kernel)
 
     # ---------------------------------------------------------------- states --
 

@@ -127,6 +127,21 @@ def layer_from_config(cls, config):
     return cls(**config)
 
 
+def as_float32(x):
+    """``x`` as float32: ``x`` itself if it is a float32 tensor or variable.
+
+    Anything else goes through ``keras.ops.cast`` (which also converts NumPy
+    arrays).  Skipping the no-op cast matters in eager PyTorch, where a
+    ``keras.ops`` call costs several times the operation it runs on a small
+    tensor (streaming, one step per call).
+    """
+    if (ops.is_tensor(x) or isinstance(x, keras.Variable)) and (
+        keras.backend.standardize_dtype(x.dtype) == "float32"
+    ):
+        return x
+    return ops.cast(x, "float32")
+
+
 def check_time_axis(layer, input_shape):
     """Raise a ValueError naming ``layer`` if ``input_shape`` has no time axis."""
     if len(input_shape) < 3:
@@ -457,9 +472,10 @@ class TemporalLayer(keras.layers.Layer):
             outputs, states = self.run_steps(x, states, training=bool(training))
             if self.stateful:
                 for variable, state in zip(self.states, states, strict=True):
-                    variable.assign(
-                        ops.reshape(ops.stop_gradient(state), variable.shape)
-                    )
+                    state = ops.stop_gradient(state)
+                    if len(variable.shape) != 2:
+                        state = ops.reshape(state, variable.shape)
+                    variable.assign(state)
         return self._call_outputs(outputs, states, batch_size)
 
     def _initial_state_tensors(self, inputs, initial_state):
@@ -481,7 +497,7 @@ class TemporalLayer(keras.layers.Layer):
         states, else the defaults of a new sequence.
         """
         if initial_state is not None:
-            states = [ops.reshape(s, (batch_size, self.units)) for s in initial_state]
+            states = [self._state_rows(s, batch_size) for s in initial_state]
         elif self.stateful:
             rows = self.states[0].shape[0]
             if x.shape[0] is not None and x.shape[0] != rows:
@@ -495,14 +511,18 @@ class TemporalLayer(keras.layers.Layer):
             # A copy: the variables are updated in place in ``call`` (on torch,
             # in place in the very storage autograd would have saved).
             states = [
-                ops.reshape(
-                    ops.copy(ops.stop_gradient(s.value)), (batch_size, self.units)
-                )
+                self._state_rows(ops.copy(ops.stop_gradient(s.value)), batch_size)
                 for s in self.states
             ]
         else:
             states = self.initial_states(batch_size)
-        return [ops.cast(s, "float32") for s in states]
+        return [as_float32(s) for s in states]
+
+    def _state_rows(self, state, batch_size):
+        """A ``(batch, *features)`` state as ``(batch, units)`` (no-op if so)."""
+        if len(state.shape) == 2:
+            return state
+        return ops.reshape(state, (batch_size, self.units))
 
     def _call_outputs(self, outputs, states, batch_size):
         """What ``call`` returns, from the batch-major output sequence.
@@ -550,20 +570,42 @@ class TemporalLayer(keras.layers.Layer):
         )
 
     def _dt_tensor(self):
-        """``self.dt`` as a float32 scalar tensor.
+        """``self.dt`` as a float32 scalar.
 
-        Read when called, so that a ``keras.Variable`` can change between calls.
+        The float itself for a float ``dt`` (every backend's operators take
+        it as a float32 constant, and it costs no conversion per call); for a
+        ``keras.Variable`` a tensor read when called, so that the variable
+        can change between calls.
         """
+        if isinstance(self.dt, float):
+            return self.dt
         return ops.convert_to_tensor(self.dt, "float32")
 
     def _flat(self, x):
         """``(batch, time, *features)`` -> ``(batch, time, units)`` float32."""
-        shape = ops.shape(x)
-        return ops.cast(ops.reshape(x, (shape[0], shape[1], self.units)), "float32")
+        if len(x.shape) != 3:
+            shape = ops.shape(x)
+            x = ops.reshape(x, (shape[0], shape[1], self.units))
+        return as_float32(x)
 
     def _unflat(self, y, like):
         """Inverse of ``_flat``, in the compute dtype."""
-        return ops.cast(ops.reshape(y, ops.shape(like)), self.compute_dtype)
+        if len(like.shape) != 3:
+            y = ops.reshape(y, ops.shape(like))
+        if keras.backend.standardize_dtype(y.dtype) == self.compute_dtype:
+            return y
+        return ops.cast(y, self.compute_dtype)
+
+    def _per_unit(self, weight, minimum):
+        """A per-unit weight as a float32 ``(units,)`` tensor, at least ``minimum``.
+
+        ``weight`` has the shape of the feature axes (a time constant, a
+        threshold).
+        """
+        value = ops.maximum(as_float32(weight), minimum)
+        if len(value.shape) != 1:
+            value = ops.reshape(value, (self.units,))
+        return value
 
     def get_config(self):
         """The layer's arguments, for ``from_config``."""

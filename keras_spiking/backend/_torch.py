@@ -144,12 +144,14 @@ def _running_sum_mod(q, start, chunk, levels, bits):
     return total[:, :steps].bitwise_and_(mask)
 
 
-#: Values per block of the eager kernels (16 MB of float32): glibc reuses
-#: freed buffers up to about this size, but maps larger ones afresh on every
-#: call, and their page faults cost more than the arithmetic (the relu
-#: baseline of ``benchmarks/bench_layers.py``: 82 ms at (32, 10000, 128),
-#: about 1 ms at (32, 1000, 128)).
-_BLOCK_VALUES = 1 << 22
+#: Values per block of the eager kernels (1 MB of float32).  A block's dozen
+#: temporaries stay in the CPU's cache and in memory glibc keeps: larger
+#: temporaries, freed together at the end of a call, are handed back to the
+#: system and their pages faulted in afresh on the next call, which costs
+#: more than the arithmetic (the spiking and lowpass layers of
+#: ``benchmarks/bench_layers.py``, forward on one thread at (32, 1000, 128):
+#: 25 ms in blocks of 2**18 values, 57 ms in blocks of 2**22).
+_BLOCK_VALUES = 1 << 18
 
 
 def _blocks(steps, width):
