@@ -6,9 +6,10 @@ The real-time recipe of the README and ``docs/deployment.md``: a model is
 made stateful with ``keras_spiking.stateful_copy(model, batch_size=1)`` and
 fed one frame per ``predict_on_batch`` call, an input of shape
 ``(1, 1, 128)``; each call continues from the states the previous one ended
-in.  Four models of the same width (``--units``, 128 by default)::
+in.  Five models of the same width (``--units``, 128 by default)::
 
     relu       Dense(128, relu) -> Dense(10)       (no temporal layer: baseline)
+    relu_ids   Dense(128, relu) -> Identity -> Identity -> Dense(10)
     rate       Dense(128) -> SpikingActivation("relu") -> Lowpass(0.1) -> Dense(10)
     lif        Dense(128) -> LIF() -> Dense(10)
     lif_rec    Dense(128) -> LIF(recurrent=True) -> Dense(10)
@@ -23,7 +24,10 @@ cell is the median time of one call, the numpy result included, in
 milliseconds of wall clock and of CPU time of the process (the steadier
 figure on a machine shared with other work).  The ratio is the model's
 median over the relu model's on the same backend: the temporal layers' cost
-per step (target: at most 1.5).
+per step (target: at most 1.5).  ``relu_ids`` measures what two Keras layers
+that do nothing (``keras.layers.Identity``) add to a step: the floor under
+the ``rate`` model's two temporal layers, and twice the floor under one
+``LIF`` layer.
 
 ``--call model`` times a plain call, ``model(frame, training=False)``,
 instead of ``predict_on_batch`` (eager on every backend: no ``tf.function``,
@@ -57,9 +61,10 @@ sys.path.insert(0, HERE)
 
 import _common  # noqa: E402
 
-MODELS = ("relu", "rate", "lif", "lif_rec")
+MODELS = ("relu", "relu_ids", "rate", "lif", "lif_rec")
 DESCRIPTIONS = {
     "relu": "Dense(relu) -> Dense(10)",
+    "relu_ids": "Dense(relu) -> Identity -> Identity -> Dense(10) (the floor)",
     "rate": "Dense -> SpikingActivation(relu) -> Lowpass -> Dense(10)",
     "lif": "Dense -> LIF -> Dense(10)",
     "lif_rec": "Dense -> LIF(recurrent) -> Dense(10)",
@@ -79,8 +84,10 @@ def _trained_model(name, units):
     import keras_spiking
 
     inputs = keras.Input((None, units))
-    if name == "relu":
+    if name.startswith("relu"):
         x = keras.layers.Dense(units, activation="relu")(inputs)
+        if name == "relu_ids":
+            x = keras.layers.Identity()(keras.layers.Identity()(x))
     else:
         x = keras.layers.Dense(units)(inputs)
         if name == "rate":
@@ -323,7 +330,7 @@ def main():
         f"{TARGET}; load average after the run: {os.getloadavg()[0]:.2f})"
     )
 
-    timed = [r for r in rows if "ratio" in r and r["model"] != "relu"]
+    timed = [r for r in rows if "ratio" in r and not r["model"].startswith("relu")]
     if args.profile and timed:
         worst = max(timed, key=lambda r: r["cpu_ratio"])
         print(
