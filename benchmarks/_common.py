@@ -146,9 +146,10 @@ def clock(name):
     return time.process_time if name == "cpu" else time.perf_counter
 
 
-def median_time(fn, sync, repeats, budget, timer=time.perf_counter):
-    """Median seconds of ``sync(fn())`` over ``repeats`` runs, and the number
-    of runs, after one warm-up call (two if it is quick).
+def median_times(fn, sync, repeats, budget, timers=(time.perf_counter,)):
+    """Median seconds of ``sync(fn())`` by each of ``timers`` over ``repeats``
+    runs (a list, one per timer), and the number of runs, after one warm-up
+    call (two if it is quick).
 
     Fewer runs (at least 3) where ``repeats`` would take over ``budget``
     seconds.
@@ -159,13 +160,50 @@ def median_time(fn, sync, repeats, budget, timer=time.perf_counter):
     if first < budget / repeats:
         sync(fn())
     runs = repeats if first * repeats <= budget else max(3, int(budget / first))
-    times = []
+    samples = [[] for _ in timers]
     for _ in range(min(runs, repeats)):
-        start = timer()
+        starts = [timer() for timer in timers]
         sync(fn())
-        times.append(timer() - start)
-    times.sort()
-    return times[len(times) // 2], len(times)
+        for times, timer, begun in zip(samples, timers, starts, strict=True):
+            times.append(timer() - begun)
+    return [median(times) for times in samples], len(samples[0])
+
+
+def median_time(fn, sync, repeats, budget, timer=time.perf_counter):
+    """``median_times`` with one timer: the median seconds and the runs."""
+    (seconds,), runs = median_times(fn, sync, repeats, budget, (timer,))
+    return seconds, runs
+
+
+def package_versions(names, include_missing=False):
+    """``{name: version}`` of the installed packages among ``names``; with
+    ``include_missing``, None for the others."""
+    from importlib import metadata
+
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            if include_missing:
+                versions[name] = None
+    return versions
+
+
+#: The frameworks whose versions the benchmarks report for this environment.
+FRAMEWORKS = ("keras", "tensorflow-cpu", "tensorflow", "torch", "jax", "jaxlib")
+
+
+def print_environments(versions, status, library_versions):
+    """Print this environment's versions, the library environment's status
+    and, if measured there, its versions."""
+    print("this environment: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    print(f"libraries: {status}")
+    if library_versions:
+        print(
+            "library environment: "
+            + ", ".join(f"{k} {v}" for k, v in library_versions.items())
+        )
 
 
 def median(values):

@@ -78,34 +78,10 @@ def rss_bytes():
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def median_times(fn, sync, repeats, budget):
-    """Median wall-clock seconds and median CPU seconds of the process (all
-    its threads) of ``sync(fn())`` over ``repeats`` runs, and the number of
-    runs, after one warm-up call (two if it is quick).
-
-    Fewer runs (at least 3) where ``repeats`` would take over ``budget``
-    seconds.  On a machine shared with other work, the CPU time is the
-    steadier of the two (a single-threaded run waits for a core without
-    using CPU time).
-    """
-    start = time.perf_counter()
-    sync(fn())
-    first = time.perf_counter() - start
-    if first < budget / repeats:
-        sync(fn())
-    runs = repeats if first * repeats <= budget else max(3, int(budget / first))
-    wall, cpu = [], []
-    for _ in range(min(runs, repeats)):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        sync(fn())
-        cpu.append(time.process_time() - start_cpu)
-        wall.append(time.perf_counter() - start)
-    return _common.median(wall), _common.median(cpu), len(wall)
-
-
 def measure(row, forward, backward, sync, args, spikes):
     """Fill ``row`` with the median times of ``forward`` and ``backward``
-    (``median_times``: wall clock, and CPU time with the suffix ``_cpu``),
+    (``_common.median_times``: wall clock, and CPU time of the process, all
+    its threads, with the suffix ``_cpu``),
     the number of gradients (``backward`` returns a list of them), the spike
     rate (``spikes(forward())``: fraction of nonzero outputs) and
     the memory: ``rss_before``, the resident set size after imports and
@@ -121,11 +97,12 @@ def measure(row, forward, backward, sync, args, spikes):
     start = time.perf_counter()
     row["grads"] = len(sync(backward()))
     row["first_backward"] = time.perf_counter() - start
-    row["forward"], row["forward_cpu"], row["runs"] = median_times(
-        forward, sync, args.repeats, args.budget
+    clocks = (time.perf_counter, time.process_time)
+    (row["forward"], row["forward_cpu"]), row["runs"] = _common.median_times(
+        forward, sync, args.repeats, args.budget, clocks
     )
-    row["backward"], row["backward_cpu"], _ = median_times(
-        backward, sync, args.repeats, args.budget
+    (row["backward"], row["backward_cpu"]), _ = _common.median_times(
+        backward, sync, args.repeats, args.budget, clocks
     )
     row["maxrss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return row
@@ -303,16 +280,9 @@ def _time(args):
 
 
 def _versions(args):
-    from importlib import metadata
-
     names = ("torch", "snntorch", "spikingjelly", "norse", "spyx", "jax", "jaxlib")
     names += ("flax", "numpy")
-    versions = {}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
+    versions = _common.package_versions(names, include_missing=True)
     versions["python"] = sys.version.split()[0]
     print(json.dumps({"versions": versions}), flush=True)
 

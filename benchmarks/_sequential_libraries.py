@@ -297,14 +297,8 @@ def _time(args):
 
 
 def _versions(args):
-    from importlib import metadata
-
-    versions = {}
-    for name in ("torch", "snntorch", "spyx", "jax", "jaxlib", "flax", "optax"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
+    names = ("torch", "snntorch", "spyx", "jax", "jaxlib", "flax", "optax")
+    versions = _common.package_versions(names, include_missing=True)
     versions["python"] = sys.version.split()[0]
     print(json.dumps({"versions": versions}), flush=True)
 

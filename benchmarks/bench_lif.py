@@ -283,14 +283,7 @@ def _library_row(args, python, library, config, steps):
 def _versions(args, python):
     """Versions of this environment's frameworks, and of the library
     environment's packages (``python``; None: not there)."""
-    from importlib import metadata
-
-    ours = {}
-    for name in ("keras", "tensorflow-cpu", "tensorflow", "torch", "jax", "jaxlib"):
-        try:
-            ours[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
+    ours = _common.package_versions(_common.FRAMEWORKS)
     theirs = None
     if python:
         command = [python, os.path.join(HERE, "_lif_libraries.py"), "versions"]
@@ -501,13 +494,7 @@ def main():
     )
     print(_common.setup_line(args))
     versions, lib_versions = _versions(args, python)
-    print("this environment: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
-    print(f"libraries: {status}")
-    if lib_versions:
-        print(
-            "library environment: "
-            + ", ".join(f"{k} {v}" for k, v in lib_versions.items())
-        )
+    _common.print_environments(versions, status, lib_versions)
 
     results = {}
     for config in CONFIGS:

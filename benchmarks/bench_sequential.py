@@ -152,14 +152,7 @@ def _library_row(args, python, library, hidden):
 
 
 def _versions(python, args):
-    from importlib import metadata
-
-    ours = {}
-    for name in ("keras", "tensorflow-cpu", "tensorflow", "torch", "jax", "jaxlib"):
-        try:
-            ours[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
+    ours = _common.package_versions(_common.FRAMEWORKS)
     theirs = None
     if python:
         command = [python, os.path.join(HERE, "_sequential_libraries.py"), "versions"]
@@ -291,13 +284,7 @@ def main():
     )
     print(_common.setup_line(args))
     versions, lib_versions = _versions(python, args)
-    print("this environment: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
-    print(f"libraries: {status}")
-    if lib_versions:
-        print(
-            "library environment: "
-            + ", ".join(f"{k} {v}" for k, v in lib_versions.items())
-        )
+    _common.print_environments(versions, status, lib_versions)
 
     results = {}
     for hidden in args.hidden:

@@ -240,15 +240,8 @@ def _run_child(args, backend, extra):
 
 
 def _versions():
-    from importlib import metadata
-
-    found = []
-    for name in ("keras", "tensorflow", "tensorflow-cpu", "torch", "jax"):
-        try:
-            found.append(f"{name} {metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            pass
-    return ", ".join(found)
+    names = ("keras", "tensorflow", "tensorflow-cpu", "torch", "jax")
+    return ", ".join(f"{k} {v}" for k, v in _common.package_versions(names).items())
 
 
 def _print_table(rows):

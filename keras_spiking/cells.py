@@ -43,7 +43,7 @@ from keras import ops
 
 from keras_spiking.filters import Alpha, Lowpass
 from keras_spiking.spiking_activation import SpikingActivation
-from keras_spiking.temporal import TemporalLayer, layer_from_config
+from keras_spiking.temporal import TemporalLayer, as_float32, layer_from_config
 
 
 def _check_size(size, cell_name):
@@ -150,10 +150,7 @@ class KerasSpikingCell(keras.layers.Layer):
             states = [states]
         self._check_states(states)
         batch_size = ops.shape(inputs)[0]
-        flat = [
-            ops.cast(ops.reshape(s, (batch_size, self.layer.units)), "float32")
-            for s in states
-        ]
+        flat = [as_float32(self.layer._state_rows(s, batch_size)) for s in states]
         x = ops.expand_dims(inputs, 1)
         if keras.backend.is_float_dtype(x.dtype):
             # as the layer's own call casts its input (its autocast)
