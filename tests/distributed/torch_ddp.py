@@ -1,8 +1,9 @@
 """PyTorch ``DistributedDataParallel`` (gloo) with two CPU processes.
 
-Usage: ``python -m tests.distributed.torch_ddp [lif]``.  As in the Keras guide
-"Multi-GPU distributed training with PyTorch": each process builds the Keras
-model (a ``torch.nn.Module`` on this backend), wraps it in
+Usage: ``python -m tests.distributed.torch_ddp [lif] [abort-training |
+abort-teardown]`` (the aborts: tests of the failure handling, below).  As in
+the Keras guide "Multi-GPU distributed training with PyTorch": each process
+builds the Keras model (a ``torch.nn.Module`` on this backend), wraps it in
 ``DistributedDataParallel``, reads its share of each batch through a
 ``DistributedSampler`` (no shuffling) and runs a plain torch training loop
 (``torch.optim.SGD`` over ``model.parameters()``), adding the model's
@@ -15,8 +16,17 @@ The single-device reference runs each rank's share as a batch of its own
 and averages the gradients (what DDP computes): a rank sees batch indices
 ``0 .. share - 1``, so a seeded ``SpikingActivation`` starts its examples
 from those indices' voltages (see the note of issue 14).
+
+The ranks meet at a barrier after training and again after saving their
+weights, so that none shuts its gloo connections down (or rank 0 the store
+it hosts) while another still uses them.  A rank that dies by a signal after
+every rank has saved can only have died in torch's own teardown
+(``destroy_process_group`` and the interpreter's exit): the weights are
+compared as usual and the RESULT line names the signal, which the test
+reports as a warning.  Any other failure fails the script.
 """
 
+import faulthandler
 import os
 import socket
 import sys
@@ -31,6 +41,7 @@ import torch.distributed as dist  # noqa: E402
 import torch.multiprocessing as mp  # noqa: E402
 
 WORLD = 2
+ABORT = "KERAS_SPIKING_TEST_ABORT"  # "training" or "teardown": rank 0 aborts there
 
 
 def free_port():
@@ -59,6 +70,7 @@ def step_loss(model, x, y):
 
 
 def worker(rank, port, folder):
+    faulthandler.enable()  # a fatal signal prints every thread's Python stack
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=WORLD)
     common, model, dt, optimizer = setup()
@@ -76,8 +88,16 @@ def worker(rank, port, folder):
         optimizer.zero_grad()
         step_loss(ddp, xb, yb).backward()
         optimizer.step()
-    np.savez(os.path.join(folder, f"rank{rank}.npz"), **common.trainable(model))
+    if rank == 0 and os.environ.get(ABORT) == "training":
+        os.abort()  # the test of a crash before the weights are saved
+    dist.barrier()  # every rank has trained
+    path = os.path.join(folder, f"rank{rank}.npz")
+    np.savez(path + ".part.npz", **common.trainable(model))
+    os.replace(path + ".part.npz", path)  # a file that exists is complete
+    dist.barrier()  # every rank has saved
     dist.destroy_process_group()
+    if rank == 0 and os.environ.get(ABORT) == "teardown":
+        os.abort()  # the test of a crash in the teardown
 
 
 def reference(common, split):
@@ -101,11 +121,17 @@ def reference(common, split):
 
 
 def main():
+    teardown = None
     with tempfile.TemporaryDirectory() as folder:
-        mp.spawn(worker, args=(free_port(), folder), nprocs=WORLD, join=True)
-        ranks = [
-            dict(np.load(os.path.join(folder, f"rank{r}.npz"))) for r in range(WORLD)
-        ]
+        paths = [os.path.join(folder, f"rank{r}.npz") for r in range(WORLD)]
+        try:
+            mp.spawn(worker, args=(free_port(), folder), nprocs=WORLD, join=True)
+        except mp.ProcessExitedException as error:
+            if error.signal_name is None or not all(map(os.path.exists, paths)):
+                raise
+            teardown = f"rank {error.error_index} died by {error.signal_name}"
+            print(f"after every rank saved its weights, {teardown}", flush=True)
+        ranks = [dict(np.load(path)) for path in paths]
     from tests.distributed import common
 
     want = reference(common, split=True)
@@ -117,6 +143,7 @@ def main():
         engine="torch ddp",
         moved=moved,
         processes=WORLD,
+        teardown=teardown,
         worst_relative=worst,
         worst_relative_to_global_batch_training=common.deviation(
             ranks[0], reference(common, split=False)
@@ -129,4 +156,8 @@ if __name__ == "__main__":
     # variable, so that the spawned processes build it too)
     if "lif" in sys.argv[1:]:
         os.environ["KERAS_SPIKING_TEST_NEURON"] = "lif"
+    # ``abort-training`` / ``abort-teardown``: rank 0 calls ``os.abort()``
+    for where in ("training", "teardown"):
+        if f"abort-{where}" in sys.argv[1:]:
+            os.environ[ABORT] = where
     sys.exit(main())
