@@ -299,17 +299,17 @@ def test_membrane_kernel_equals_general_loop(reset, detach):
     up = np.random.default_rng(8).normal(0, 1, (x.shape[0], x.shape[1] + 1, x.shape[2]))
     up = ops.convert_to_tensor(up.astype("float32"))
 
-    def fused(u, a, theta, v0):
+    def fused(u, a, theta, v0, gain):
         counts, v = lif_kernels.membrane(
-            u, a, theta, v0, reset=reset, detach_reset=detach
+            u, a, theta, v0, gain=gain, reset=reset, detach_reset=detach
         )
         packed = ops.concatenate([counts, ops.expand_dims(v, 1)], 1)
         return ops.sum(packed * up)
 
-    def loop(u, a, theta, v0):
+    def loop(u, a, theta, v0, gain):
         log_a = ops.log(a)
         counts, (v,) = lif_kernels.neuron_loop(
-            u / -ops.expm1(log_a),
+            u * gain / -ops.expm1(log_a),
             log_a,
             theta,
             [v0],
@@ -319,13 +319,28 @@ def test_membrane_kernel_equals_general_loop(reset, detach):
         packed = ops.concatenate([counts, ops.expand_dims(v, 1)], 1)
         return ops.sum(packed * up)
 
-    u = x * g
-    value_f, grads_f = gradients(fused, u, a, theta, v0)
-    value_l, grads_l = gradients(loop, u, a, theta, v0)
-    np.testing.assert_allclose(value_f, value_l, rtol=1e-5)
-    for name, gf, gl in zip(("u", "a", "theta", "v0"), grads_f, grads_l, strict=True):
-        scale = np.abs(gl).max()
-        np.testing.assert_allclose(gf, gl, rtol=1e-3, atol=1e-4 * scale, err_msg=name)
+    # the drive g x as one tensor (gain 1), and as x with the gain applied
+    # by the kernel (a gain per unit, with its gradient)
+    ones = np.ones_like(g)
+    for args in ((x * g, a, theta, v0, ones), (x, a, theta, v0, g)):
+        value_f, grads_f = gradients(fused, *args)
+        value_l, grads_l = gradients(loop, *args)
+        np.testing.assert_allclose(value_f, value_l, rtol=1e-5)
+        names = ("u", "a", "theta", "v0", "gain")
+        for name, gf, gl in zip(names, grads_f, grads_l, strict=True):
+            scale = np.abs(gl).max()
+            np.testing.assert_allclose(
+                gf, gl, rtol=1e-3, atol=1e-4 * scale, err_msg=name
+            )
+    # no gain: the drive as it is
+    x, g, a, theta, v0 = (
+        ops.convert_to_tensor(np.asarray(t, np.float32)) for t in (x, g, a, theta, v0)
+    )
+    counts, _ = lif_kernels.membrane(x * g, a, theta, v0, reset=reset)
+    counts_g, _ = lif_kernels.membrane(x, a, theta, v0, gain=g, reset=reset)
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(counts), ops.convert_to_numpy(counts_g)
+    )
 
 
 @pytest.mark.parametrize(

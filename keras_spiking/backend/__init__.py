@@ -21,11 +21,12 @@ looks at ``keras.backend.backend()``.  Each module provides these names:
   for eager execution, returning ``(fired, level)``.
 * ``fused_lowpass(x, log_a, y0)``: the ``loop``/``unrolled`` form of
   ``kernels.lowpass``, natively, with its gradient, returning ``y``.
-* ``fused_lif(u, a, theta, v0, surrogate, reset, detach_reset)``: the
-  membrane kernel of ``kernels.lif.membrane`` (its outputs ``(counts, v)``,
-  with its hand-written gradient) written natively: an eager loop on
-  PyTorch, ``lax.fori_loop`` over the batch-major time axis on JAX (None
-  for a symbolic time axis); None on TensorFlow.
+* ``fused_lif(u, gain, a, theta, v0, surrogate, reset, detach_reset)``:
+  the membrane kernel of ``kernels.lif.membrane`` (its outputs ``(counts,
+  v)`` for the drive ``gain * u``, ``gain`` None for 1, with its
+  hand-written gradient) written natively: an eager loop on PyTorch,
+  ``lax.fori_loop`` over the batch-major time axis on JAX with the gain
+  applied in the loop (None for a symbolic time axis); None on TensorFlow.
 
   Every backend provides these fused kernels (``fused_*``) as functions;
   each returns None where it does not apply (always on TensorFlow and

@@ -5,6 +5,9 @@ batch-major tensors (dynamic slices of axis 1), forward and backward (the
 adjoint recurrence of ``kernels.lif.membrane_gradients``): the generic form's
 ``lax.scan`` needs time-major tensors, and the transposes to and from that
 layout cost about as much as the loop itself at a few hundred steps on CPU.
+The input gain is applied inside the forward loop: XLA does not fuse an
+elementwise producer into a loop, so multiplying first would be a pass of
+its own over the input.
 """
 
 import jax
@@ -24,20 +27,25 @@ def _function(surrogate, reset, detach_reset):
 
     config = {"surrogate": surrogate, "reset": reset, "detach_reset": detach_reset}
 
-    def forward(u, a, theta, v0):
-        def body(t, carry):
-            v, vps = carry
-            vp = a * v + lax.dynamic_index_in_dim(u, t, 1, keepdims=False)
-            vps = lax.dynamic_update_index_in_dim(vps, vp, t, 1)
-            _, _, v, _, _ = lif.step_factors(vp, theta, surrogate, reset, False)
-            return v, vps
+    def run(u, g, a, theta, v0, keep):
+        """The loop, writing the spikes, or (``keep``) the voltages ``v'``."""
 
-        v, vps = _loop(body, u.shape[1], (v0, jax.numpy.zeros_like(u)))
+        def body(t, carry):
+            v, out = carry
+            vp = a * v + g * lax.dynamic_index_in_dim(u, t, 1, keepdims=False)
+            _, z, v, _, _ = lif.step_factors(vp, theta, surrogate, reset, False)
+            out = lax.dynamic_update_index_in_dim(out, vp if keep else z, t, 1)
+            return v, out
+
+        return _loop(body, u.shape[1], (v0, jax.numpy.zeros_like(u)))
+
+    def forward(u, g, a, theta, v0):
+        v, vps = run(u, g, a, theta, v0, keep=True)
         counts = (vps >= theta).astype(u.dtype)
-        return (counts, v), (vps, a, theta, v0)
+        return (counts, v), (vps, u, g, a, theta, v0)
 
     def backward(residuals, upstream):
-        vps, a, theta, v0 = residuals
+        vps, u, g, a, theta, v0 = residuals
         g_counts, g_last = upstream
 
         def body(t, carry):
@@ -53,11 +61,15 @@ def _function(surrogate, reset, detach_reset):
         g_a, g_theta = lif.parameter_gradients(
             vps, lam, g_counts, g_last, a, theta, v0, 1, **config
         )
-        return lam, g_a, g_theta, g_first
+        g_g = jax.numpy.sum(lam * u, axis=(0, 1))
+        return lam * g, g_g, g_a, g_theta, g_first
 
     @jax.custom_vjp
-    def membrane(u, a, theta, v0):
-        return forward(u, a, theta, v0)[0]
+    def membrane(u, g, a, theta, v0):
+        # without a gradient, no voltages to keep: the loop writes the spikes
+        # (one pass over them fewer)
+        v, counts = run(u, g, a, theta, v0, keep=False)
+        return counts, v
 
     membrane.defvjp(forward, backward)
     return membrane
@@ -66,7 +78,7 @@ def _function(surrogate, reset, detach_reset):
 _FUNCTIONS = {}
 
 
-def fused_lif(u, a, theta, v0, surrogate, reset, detach_reset):
+def fused_lif(u, gain, a, theta, v0, surrogate, reset, detach_reset):
     """``kernels.lif.membrane``'s outputs, with their gradient.
 
     None where the generic form must run: a time axis whose length is not a
@@ -79,5 +91,9 @@ def fused_lif(u, a, theta, v0, surrogate, reset, detach_reset):
     key = (surrogate_key(surrogate), reset, detach_reset)
     if key not in _FUNCTIONS:
         _FUNCTIONS[key] = _function(surrogate, reset, detach_reset)
-    a, theta = (jax.numpy.broadcast_to(p, u.shape[2:]) for p in (a, theta))
-    return _FUNCTIONS[key](u, a, theta, v0)
+    gain = 1.0 if gain is None else gain
+    gain, a, theta = (
+        jax.numpy.broadcast_to(jax.numpy.asarray(p, u.dtype), u.shape[2:])
+        for p in (gain, a, theta)
+    )
+    return _FUNCTIONS[key](u, gain, a, theta, v0)

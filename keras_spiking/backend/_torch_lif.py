@@ -157,14 +157,17 @@ def _function(surrogate, reset, detach_reset):
 _FUNCTIONS = {}
 
 
-def fused_lif(u, a, theta, v0, surrogate, reset, detach_reset):
+def fused_lif(u, gain, a, theta, v0, surrogate, reset, detach_reset):
     """``kernels.lif.membrane``'s outputs, natively, with their gradient.
 
     None where the generic form must run (while tracing for export, other
-    dtypes).
+    dtypes).  The gain multiplies the input before the loop (autograd
+    differentiates it): in eager mode that is the same one pass either way.
     """
     if torch.jit.is_tracing() or u.dtype != torch.float32:
         return None
+    if gain is not None:
+        u = u * gain
     from keras_spiking.kernels.lif import surrogate_key
 
     key = (surrogate_key(surrogate), reset, detach_reset)

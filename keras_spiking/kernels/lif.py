@@ -49,10 +49,10 @@ Two forms compute the same numbers:
   ``lambda_t = k_t a lambda_{t+1} + s_t g_t`` with ``s_t`` the surrogate
   derivative, so the backward pass is one multiply-add per step.  It stores
   the voltages ``v'_t`` of every step (one float32 per neuron and step) and
-  recomputes everything else from them.  On PyTorch it runs as a native
-  loop (``backend.fused_lif``); elsewhere as ``backend.scan`` (``lax.scan``
-  under ``jit`` on JAX, an XLA loop on TensorFlow, see
-  ``backend.compiled``).
+  recomputes everything else from them.  On PyTorch and JAX it runs as a
+  native loop (``backend.fused_lif``: an eager loop, a ``lax.fori_loop``
+  over the batch-major time axis); on TensorFlow as ``backend.scan`` (an
+  XLA loop, see ``backend.compiled``).
 * the general loop (``neuron_loop``): any configuration, the gradient by the
   backend's own autodiff through the loop.
 """
@@ -430,25 +430,37 @@ def _make_membrane_kernel(surrogate, reset, detach_reset):
 
 
 def membrane(
-    u, a, theta, v0, *, surrogate="fast_sigmoid", reset="subtract", detach_reset=False
+    u,
+    a,
+    theta,
+    v0,
+    *,
+    gain=None,
+    surrogate="fast_sigmoid",
+    reset="subtract",
+    detach_reset=False,
 ):
-    """LIF membranes driven by ``u``, reset in the same step.
+    """LIF membranes driven by ``gain * u``, reset in the same step.
 
-    ``v'_t = a v_{t-1} + u_t``, ``z_t = H(v'_t - theta)``, ``v_t =
+    ``v'_t = a v_{t-1} + g u_t``, ``z_t = H(v'_t - theta)``, ``v_t =
     R(v'_t, z_t)`` (module docstring).  Gradients for ``u``, ``a``,
-    ``theta`` and ``v0`` come from the adjoint recurrence
+    ``theta``, ``v0`` and the gain come from the adjoint recurrence
     (``membrane_gradients``).
 
     Parameters
     ----------
     u : tensor
-        The scaled drive ``g d_t``, ``(batch, time, units)``, float32.
+        The drive ``d_t``, ``(batch, time, units)``, float32.
     a : tensor
         Decay per step, ``(units,)``.
     theta : tensor
         Threshold, ``(units,)``.
     v0 : tensor
         Voltage before the first step, ``(batch, units)``.
+    gain : tensor or None
+        The input gain ``g``, ``(units,)`` (or a scalar); None for 1.  The
+        native loops apply it inside the loop (one pass over the input
+        fewer than multiplying first); the generic form multiplies first.
     surrogate : Surrogate or str or dict
         The surrogate gradient.
     reset : str
@@ -464,8 +476,10 @@ def membrane(
         The voltage after the last step (after its reset), ``(batch, units)``.
     """
     surrogate = _get_surrogate(surrogate)
-    outputs = _backend.fused_lif(u, a, theta, v0, surrogate, reset, detach_reset)
+    outputs = _backend.fused_lif(u, gain, a, theta, v0, surrogate, reset, detach_reset)
     if outputs is None:
+        if gain is not None:
+            u = u * gain
         outputs = _membrane_kernel(surrogate, reset, detach_reset)(u, a, theta, v0)
     return tuple(outputs)
 
@@ -508,10 +522,11 @@ def _run(
         i_last = current[:, -1]
         drive = current
     counts, v = membrane(
-        drive * g,
+        drive,
         a,
         threshold,
         states[0],
+        gain=g if options["scale_input"] else None,
         surrogate=options["surrogate"],
         reset=options["reset"],
         detach_reset=options["detach_reset"],
